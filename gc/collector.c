@@ -1,0 +1,676 @@
+/* collector.c - bufcache's garbage collector.
+ *
+ * A concurrent, non-moving mark-sweep collector for a flat heap, after Go's
+ * (runtime/mgc.go), adapted to what bufcache stores: objects hold no heap
+ * pointers, so marking is shading the roots, nothing more. Roots are the
+ * cache index (every entry), the in-flight request contexts (the entries
+ * they serve, their upload buffers), registered by the modules that own them.
+ *
+ * The invariant (snapshot-at-the-beginning, Yuasa's deletion barrier)
+ * ------------------------------------------------------------------
+ *   Every object that was reachable when a cycle's marking began, or that
+ *   was allocated during marking, is marked when marking ends.
+ *
+ * Three things keep it:
+ *   (a) roots that change without a barrier (request contexts) are scanned
+ *       while the world is stopped, at the start of the cycle;
+ *   (b) the index, scanned concurrently shard by shard, shades the old value
+ *       whenever an entry leaves it or is replaced while marking is on
+ *       (gc_barrier: overwrite, delete, eviction, TTL reaping), so an entry
+ *       that a context picks up from the index after (a) was either still in
+ *       the index when the scanner passed, or was shaded when it left;
+ *   (c) objects allocated while marking are born black (allocate-black); an
+ *       object is published into a root only after it is fully initialised.
+ * Because objects contain no pointers there is no grey set and no
+ * insertion barrier: shading is terminal.
+ *
+ * Phases of a cycle (run_cycle), and what implements each
+ * -------------------------------------------------------
+ *   0. Finish sweeping the previous cycle (gc__sweep_one until none left).
+ *   1. Stop the world (stw_start): every mutator parked at a safepoint.
+ *      Rotate pools (primary -> victim), turn on allocate-black and the
+ *      barrier, scan GC_ROOTS_STW roots. Start the world (stw_end).
+ *   2. Concurrent mark: run GC_ROOTS_CONCURRENT scanners on this thread
+ *      (the cache walks its shards, each under its own lock, briefly; it
+ *      unlinks expired entries instead of marking them).
+ *   3. Stop the world: barrier and allocate-black off; flush every mcache;
+ *      every in-use span becomes unswept (gc__sweep_prepare). Start the world.
+ *   4. Sweep, concurrently: this thread sweeps span by span; a mutator that
+ *      runs out of a class sweeps that class's spans itself (lazy sweep,
+ *      heap.c:refill). Sweeping adds up the live bytes; the pacer sets the
+ *      next goal from them.
+ *
+ * Pacing (GOGC and GOMEMLIMIT)
+ * ----------------------------
+ *   goal = max(4 MiB, live * (1 + gc_percent/100)), capped at 95% of the
+ *   soft memory limit less GC metadata. A mutator that takes a new span while
+ *   heap_alloc >= goal wakes the collector. An allocation that would take the
+ *   heap's in-use pages over the limit runs a cycle first (parked), then
+ *   fails with BC_ELIMIT if it still does not fit.
+ *
+ * Safepoints
+ * ----------
+ *   A mutator is RUNNING or PARKED. Workers park around their blocking wait,
+ *   so an idle worker never delays a stop. stw_start sets stw_request and
+ *   waits for every mutator to be PARKED; a mutator leaving its wait stores
+ *   RUNNING and then reads stw_request (both sequentially consistent, so one
+ *   of the two sides sees the other) and waits on stw_cv if a stop is on.
+ *   The one place a mutator parks mid-request is an allocation over the
+ *   memory limit, inside gc_alloc, where its roots are consistent.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "gc_internal.h"
+
+_Atomic int gc__barrier_on;
+
+#define MIN_HEAP_GOAL ((uint64_t)4 << 20)
+
+/* ---- init / start / stop -------------------------------------------------- */
+
+int gc_init(const gc_config_t *cfg) {
+  gc_heap_t *h = &gc__heap;
+  memset(h, 0, sizeof(*h));
+  int rc = gc__heap_init();
+  if (rc)
+    return rc;
+  uint64_t lim = cfg->memory_limit ? cfg->memory_limit : h->reserved;
+  if (lim > h->reserved)
+    lim = h->reserved;
+  atomic_store(&h->memory_limit, lim);
+  atomic_store(&h->gc_percent, cfg->gc_percent);
+  h->gctrace = cfg->gctrace;
+  h->nprocs = cfg->nprocs > 0 ? cfg->nprocs : 1;
+  atomic_store(&h->next_gc, MIN_HEAP_GOAL);
+  pthread_mutex_init(&h->mutators_lock, NULL);
+  pthread_mutex_init(&h->stw_mu, NULL);
+  pthread_cond_init(&h->stw_cv, NULL);
+  pthread_mutex_init(&h->cycle_mu, NULL);
+  pthread_cond_init(&h->cycle_cv, NULL);
+  pthread_cond_init(&h->done_cv, NULL);
+  pthread_mutex_init(&h->stats_mu, NULL);
+  h->start_mono_ns = bc_now_mono_ns();
+  return 0;
+}
+
+static void *collector_main(void *arg);
+
+int gc_start(void) {
+  gc_heap_t *h = &gc__heap;
+  h->stopping = false;
+  if (pthread_create(&h->thread, NULL, collector_main, NULL) != 0)
+    return BC_ENOMEM;
+  h->running = true;
+  return 0;
+}
+
+void gc_stop(void) {
+  gc_heap_t *h = &gc__heap;
+  if (!h->running)
+    return;
+  pthread_mutex_lock(&h->cycle_mu);
+  h->stopping = true;
+  pthread_cond_broadcast(&h->cycle_cv);
+  pthread_cond_broadcast(&h->done_cv);
+  pthread_mutex_unlock(&h->cycle_mu);
+  pthread_join(h->thread, NULL);
+  h->running = false;
+}
+
+void gc_close(void) {
+  gc_heap_t *h = &gc__heap;
+  for (int i = 0; i < GC_MAX_MUTATORS; i++) {
+    gc_mutator_t *m = atomic_load(&h->slots[i]);
+    if (m) {
+      BC_CHECK(m->detached, "gc_close with mutator %d attached", i);
+      free(m);
+      atomic_store(&h->slots[i], NULL);
+    }
+  }
+  for (int i = 0; i < atomic_load(&h->npools); i++)
+    free(h->pools[i]);
+  gc__heap_close();
+}
+
+/* ---- mutators and safepoints ---------------------------------------------- */
+
+gc_mutator_t *gc_mutator_new(void) {
+  gc_heap_t *h = &gc__heap;
+  gc_mutator_t *m = calloc(1, sizeof(*m));
+  if (!m)
+    return NULL;
+  atomic_store(&m->state, MUT_PARKED);
+  pthread_mutex_lock(&h->mutators_lock);
+  if (h->next_mutator_id >= GC_MAX_MUTATORS) {
+    pthread_mutex_unlock(&h->mutators_lock);
+    free(m);
+    return NULL;
+  }
+  m->id = h->next_mutator_id++;
+  m->next = h->mutators;
+  h->mutators = m;
+  h->nmutators++;
+  atomic_store(&h->slots[m->id], m);
+  atomic_fetch_add(&h->meta_sys, sizeof(*m));
+  pthread_mutex_unlock(&h->mutators_lock);
+  return m;
+}
+
+static void pools_release(gc_mutator_t *m);
+
+void gc_mutator_free(gc_mutator_t *m) {
+  gc_heap_t *h = &gc__heap;
+  if (!m)
+    return;
+  gc_mutator_park(m);
+  pthread_mutex_lock(&h->mutators_lock);
+  gc__mcache_flush(m);
+  gc_mutator_t **pp = &h->mutators;
+  while (*pp != m)
+    pp = &(*pp)->next;
+  *pp = m->next;
+  h->nmutators--;
+  m->detached = true;
+  pthread_mutex_unlock(&h->mutators_lock);
+  pools_release(m);
+  /* the struct stays in slots[] for the counters; gc_close frees it */
+}
+
+void gc_mutator_park(gc_mutator_t *m) {
+  atomic_store_explicit(&m->state, MUT_PARKED, memory_order_seq_cst);
+}
+
+void gc_mutator_unpark(gc_mutator_t *m) {
+  gc_heap_t *h = &gc__heap;
+  for (;;) {
+    atomic_store_explicit(&m->state, MUT_RUNNING, memory_order_seq_cst);
+    if (BC_LIKELY(!atomic_load_explicit(&h->stw_request, memory_order_seq_cst)))
+      return;
+    atomic_store_explicit(&m->state, MUT_PARKED, memory_order_seq_cst);
+    pthread_mutex_lock(&h->stw_mu);
+    while (atomic_load(&h->stw_request))
+      pthread_cond_wait(&h->stw_cv, &h->stw_mu);
+    pthread_mutex_unlock(&h->stw_mu);
+  }
+}
+
+/* Stops the world; returns with mutators_lock held and every mutator
+ * parked. */
+static void stw_start(void) {
+  gc_heap_t *h = &gc__heap;
+  pthread_mutex_lock(&h->mutators_lock);
+  atomic_store_explicit(&h->stw_request, 1, memory_order_seq_cst);
+  for (gc_mutator_t *m = h->mutators; m; m = m->next) {
+    unsigned spins = 0;
+    while (atomic_load_explicit(&m->state, memory_order_seq_cst) != MUT_PARKED) {
+      if (++spins < 64) {
+#if defined(__x86_64__)
+        __builtin_ia32_pause();
+#endif
+      } else if (spins < 2048) {
+        sched_yield();
+      } else {
+        struct timespec ts = {0, 20000};
+        nanosleep(&ts, NULL);
+      }
+    }
+  }
+}
+
+static void stw_end(void) {
+  gc_heap_t *h = &gc__heap;
+  pthread_mutex_lock(&h->stw_mu);
+  atomic_store_explicit(&h->stw_request, 0, memory_order_seq_cst);
+  pthread_cond_broadcast(&h->stw_cv);
+  pthread_mutex_unlock(&h->stw_mu);
+  pthread_mutex_unlock(&h->mutators_lock);
+}
+
+/* ---- roots, hooks, barrier -------------------------------------------------- */
+
+void gc_register_roots(enum gc_roots_kind kind, gc_scan_fn fn, void *arg) {
+  gc_heap_t *h = &gc__heap;
+  pthread_mutex_lock(&h->mutators_lock);
+  BC_CHECK(h->nroots < GC_MAX_ROOTS, "too many root scanners");
+  h->roots[h->nroots++] = (roots_entry_t){kind, fn, arg};
+  pthread_mutex_unlock(&h->mutators_lock);
+}
+
+void gc_register_cycle_hook(void (*fn)(void *arg), void *arg) {
+  gc_heap_t *h = &gc__heap;
+  pthread_mutex_lock(&h->mutators_lock);
+  BC_CHECK(h->nhooks < GC_MAX_HOOKS, "too many cycle hooks");
+  h->hooks[h->nhooks].fn = fn;
+  h->hooks[h->nhooks].arg = arg;
+  h->nhooks++;
+  pthread_mutex_unlock(&h->mutators_lock);
+}
+
+void gc_set_finalizer_hook(gc_finalizer_fn fn) { gc__heap.finalizer = fn; }
+
+void gc__barrier_slow(void *old) {
+  if (old)
+    gc_mark(old);
+}
+
+bool gc_marking(void) { return atomic_load(&gc__heap.phase) == PHASE_MARK; }
+
+/* ---- pools ---------------------------------------------------------------- */
+
+gc_pool_t *gc_pool_new(const char *name, void *(*new_fn)(void *arg),
+                       void (*free_fn)(void *obj, void *arg), void *arg) {
+  gc_heap_t *h = &gc__heap;
+  gc_pool_t *p = calloc(1, sizeof(*p));
+  if (!p)
+    return NULL;
+  pthread_mutex_lock(&h->mutators_lock);
+  int n = atomic_load(&h->npools);
+  if (n >= GC_MAX_POOLS) {
+    pthread_mutex_unlock(&h->mutators_lock);
+    free(p);
+    return NULL;
+  }
+  p->id = n;
+  p->name = name;
+  p->new_fn = new_fn;
+  p->free_fn = free_fn;
+  p->arg = arg;
+  h->pools[n] = p;
+  atomic_store(&h->npools, n + 1);
+  pthread_mutex_unlock(&h->mutators_lock);
+  return p;
+}
+
+static inline void bump(_Atomic uint64_t *c) {
+  atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                        memory_order_relaxed);
+}
+
+void *gc_pool_get(gc_mutator_t *m, gc_pool_t *p) {
+  pool_local_t *l = &m->pools[p->id];
+  bump(&l->gets);
+  void *obj = l->primary;
+  if (BC_LIKELY(obj)) {
+    l->primary = *(void **)obj;
+    return obj;
+  }
+  obj = l->victim;
+  if (obj) {
+    l->victim = *(void **)obj;
+    bump(&l->victim_hits);
+    return obj;
+  }
+  bump(&l->news);
+  return p->new_fn(p->arg);
+}
+
+void gc_pool_put(gc_mutator_t *m, gc_pool_t *p, void *obj) {
+  pool_local_t *l = &m->pools[p->id];
+  bump(&l->puts);
+  *(void **)obj = l->primary;
+  l->primary = obj;
+}
+
+/* STW: primary -> victim; the old victims are chained onto dropped[pool]. */
+static void pools_rotate(void **dropped) {
+  gc_heap_t *h = &gc__heap;
+  int np = atomic_load(&h->npools);
+  for (gc_mutator_t *m = h->mutators; m; m = m->next) {
+    for (int i = 0; i < np; i++) {
+      pool_local_t *l = &m->pools[i];
+      void *v = l->victim;
+      while (v) {
+        void *next = *(void **)v;
+        *(void **)v = dropped[i];
+        dropped[i] = v;
+        v = next;
+      }
+      l->victim = l->primary;
+      l->primary = NULL;
+    }
+  }
+}
+
+static void pools_drop(void **dropped) {
+  gc_heap_t *h = &gc__heap;
+  int np = atomic_load(&h->npools);
+  for (int i = 0; i < np; i++) {
+    gc_pool_t *p = h->pools[i];
+    void *v = dropped[i];
+    while (v) {
+      void *next = *(void **)v;
+      p->free_fn(v, p->arg);
+      atomic_fetch_add(&p->dropped, 1);
+      v = next;
+    }
+  }
+}
+
+static void pools_release(gc_mutator_t *m) {
+  gc_heap_t *h = &gc__heap;
+  void *dropped[GC_MAX_POOLS] = {0};
+  int np = atomic_load(&h->npools);
+  for (int i = 0; i < np; i++) {
+    pool_local_t *l = &m->pools[i];
+    for (int k = 0; k < 2; k++) {
+      void *v = k ? l->victim : l->primary;
+      while (v) {
+        void *next = *(void **)v;
+        *(void **)v = dropped[i];
+        dropped[i] = v;
+        v = next;
+      }
+    }
+    l->primary = l->victim = NULL;
+  }
+  pools_drop(dropped);
+}
+
+/* ---- the cycle -------------------------------------------------------------- */
+
+static uint64_t pacer_goal(uint64_t live) {
+  gc_heap_t *h = &gc__heap;
+  int pct = atomic_load(&h->gc_percent);
+  uint64_t goal = UINT64_MAX;
+  if (pct != GC_PERCENT_OFF) {
+    goal = live + live / 100 * (uint64_t)pct;
+    if (goal < MIN_HEAP_GOAL)
+      goal = MIN_HEAP_GOAL;
+  }
+  uint64_t lim = atomic_load(&h->memory_limit);
+  uint64_t meta = atomic_load(&h->meta_sys);
+  uint64_t cap = lim / 100 * 95;
+  cap = cap > meta ? cap - meta : 0;
+  if (goal > cap)
+    goal = cap;
+  return goal;
+}
+
+static void gctrace(uint64_t n, uint64_t start, uint64_t p1, uint64_t mark,
+                    uint64_t p2, uint64_t sweep, uint64_t before,
+                    uint64_t after, uint64_t live, uint64_t goal, double frac,
+                    bool forced) {
+  gc_heap_t *h = &gc__heap;
+  double mb = 1024.0 * 1024.0;
+  fprintf(stderr,
+          "gc %llu @%.3fs %.0f%%: %.3f+%.3f+%.3f+%.3f ms clock, "
+          "%.1f->%.1f->%.1f MB, %.1f MB goal, %d W%s\n",
+          (unsigned long long)n, (double)(start - h->start_mono_ns) / 1e9,
+          frac * 100, (double)p1 / 1e6, (double)mark / 1e6, (double)p2 / 1e6,
+          (double)sweep / 1e6, (double)before / mb, (double)after / mb,
+          (double)live / mb, (double)goal / mb, h->nprocs,
+          forced ? " (forced)" : "");
+}
+
+static void run_cycle(bool forced) {
+  gc_heap_t *h = &gc__heap;
+  uint64_t cpu0 = bc_thread_cpu_ns();
+  while (gc__sweep_one())
+    ;
+  uint64_t heap_before = atomic_load(&h->heap_alloc);
+  void *dropped[GC_MAX_POOLS] = {0};
+
+  /* 1. start: stop the world */
+  uint64_t t0 = bc_now_mono_ns();
+  stw_start();
+  atomic_store(&h->phase, PHASE_MARK);
+  atomic_store(&h->alloc_black, 1);
+  atomic_store(&gc__barrier_on, 1);
+  pools_rotate(dropped);
+  for (int i = 0; i < h->nhooks; i++)
+    h->hooks[i].fn(h->hooks[i].arg);
+  for (int i = 0; i < h->nroots; i++)
+    if (h->roots[i].kind == GC_ROOTS_STW)
+      h->roots[i].fn(h->roots[i].arg);
+  stw_end();
+  uint64_t t1 = bc_now_mono_ns();
+
+  /* 2. concurrent mark */
+  for (int i = 0; i < h->nroots; i++)
+    if (h->roots[i].kind == GC_ROOTS_CONCURRENT)
+      h->roots[i].fn(h->roots[i].arg);
+  uint64_t t2 = bc_now_mono_ns();
+
+  /* 3. mark termination: stop the world */
+  stw_start();
+  atomic_store(&gc__barrier_on, 0);
+  atomic_store(&h->alloc_black, 0);
+  for (gc_mutator_t *m = h->mutators; m; m = m->next)
+    gc__mcache_flush(m);
+  atomic_store(&h->swept_live_bytes, 0);
+  gc__sweep_prepare();
+  atomic_store(&h->phase, PHASE_SWEEP);
+  stw_end();
+  uint64_t t3 = bc_now_mono_ns();
+
+  pools_drop(dropped);
+
+  /* 4. sweep */
+  while (gc__sweep_one())
+    ;
+  uint64_t t4 = bc_now_mono_ns();
+  /* lazy sweepers may still hold a span they popped; the live count is
+   * complete once they give it back, which is before they next park. It is
+   * good enough for pacing to read it now. */
+  uint64_t live = atomic_load(&h->swept_live_bytes);
+  atomic_store(&h->heap_live, live);
+  atomic_store(&h->phase, PHASE_OFF);
+  uint64_t goal = pacer_goal(live);
+  atomic_store(&h->next_gc, goal);
+
+  uint64_t pause1 = t1 - t0, pause2 = t3 - t2;
+  uint64_t cpu = bc_thread_cpu_ns() - cpu0;
+  pthread_mutex_lock(&h->stats_mu);
+  uint32_t n = h->num_gc;
+  h->pause_ns[n % GC_PAUSE_RING] = pause1 + pause2;
+  h->pause_end[n % GC_PAUSE_RING] = bc_now_real_ns();
+  h->pause_total_ns += pause1 + pause2;
+  h->last_pause[0] = pause1;
+  h->last_pause[1] = pause2;
+  h->num_gc = n + 1;
+  if (forced)
+    h->num_forced_gc++;
+  h->last_gc_unix_ns = h->pause_end[n % GC_PAUSE_RING];
+  /* CPU charged to GC: the collector thread's own time, plus every mutator
+   * held still during the pauses */
+  h->gc_cpu_ns += cpu + (pause1 + pause2) * (uint64_t)h->nprocs;
+  uint64_t elapsed = bc_now_mono_ns() - h->start_mono_ns;
+  double frac = elapsed ? (double)h->gc_cpu_ns /
+                              ((double)elapsed * (double)(h->nprocs + 1))
+                        : 0;
+  pthread_mutex_unlock(&h->stats_mu);
+  if (h->gctrace)
+    gctrace(n + 1, t0, pause1, t2 - t1, pause2, t4 - t3, heap_before,
+            atomic_load(&h->heap_alloc), live, goal, frac, forced);
+}
+
+static void *collector_main(void *arg) {
+  (void)arg;
+  gc_heap_t *h = &gc__heap;
+  pthread_mutex_lock(&h->cycle_mu);
+  for (;;) {
+    while (!h->stopping && h->cycles_requested <= h->cycles_started) {
+      struct timespec ts;
+      clock_gettime(CLOCK_REALTIME, &ts);
+      ts.tv_sec += 1;
+      int rc = pthread_cond_timedwait(&h->cycle_cv, &h->cycle_mu, &ts);
+      if (rc == ETIMEDOUT) {
+        /* background scavenger: give back pages idle for 5 s, a few MiB a
+         * second */
+        pthread_mutex_unlock(&h->cycle_mu);
+        gc__scavenge(5000000000ull, (uint64_t)64 << 20);
+        pthread_mutex_lock(&h->cycle_mu);
+      }
+    }
+    if (h->stopping)
+      break;
+    h->cycles_started++;
+    bool forced = h->forced_pending;
+    h->forced_pending = false;
+    atomic_store(&h->cycle_pending, 0);
+    pthread_mutex_unlock(&h->cycle_mu);
+    run_cycle(forced);
+    pthread_mutex_lock(&h->cycle_mu);
+    h->cycles_done = h->cycles_started;
+    pthread_cond_broadcast(&h->done_cv);
+  }
+  pthread_mutex_unlock(&h->cycle_mu);
+  return NULL;
+}
+
+void gc__trigger(void) {
+  gc_heap_t *h = &gc__heap;
+  if (atomic_load_explicit(&h->cycle_pending, memory_order_relaxed))
+    return;
+  if (atomic_load(&h->gc_percent) == GC_PERCENT_OFF &&
+      atomic_load(&h->heap_inuse) < atomic_load(&h->memory_limit) / 100 * 95)
+    return;
+  pthread_mutex_lock(&h->cycle_mu);
+  if (h->cycles_requested <= h->cycles_started) {
+    h->cycles_requested = h->cycles_started + 1;
+    atomic_store(&h->cycle_pending, 1);
+    pthread_cond_signal(&h->cycle_cv);
+  }
+  pthread_mutex_unlock(&h->cycle_mu);
+}
+
+void gc_collect(gc_mutator_t *m) {
+  gc_heap_t *h = &gc__heap;
+  if (!h->running)
+    return;
+  if (m)
+    gc_mutator_park(m);
+  pthread_mutex_lock(&h->cycle_mu);
+  uint64_t want = h->cycles_started + 1;
+  if (h->cycles_requested < want)
+    h->cycles_requested = want;
+  h->forced_pending = true;
+  pthread_cond_signal(&h->cycle_cv);
+  while (!h->stopping && h->cycles_done < want)
+    pthread_cond_wait(&h->done_cv, &h->cycle_mu);
+  pthread_mutex_unlock(&h->cycle_mu);
+  if (m)
+    gc_mutator_unpark(m);
+}
+
+/* Over the limit with need more bytes: collect if a cycle can give back
+ * something, that is if the heap holds more than the last cycle found live. */
+void gc__collect_for_limit(gc_mutator_t *m, size_t need) {
+  gc_heap_t *h = &gc__heap;
+  if (need > atomic_load(&h->memory_limit))
+    return; /* could never fit */
+  uint64_t alloc = atomic_load(&h->heap_alloc);
+  uint64_t live = atomic_load(&h->heap_live);
+  uint64_t slack = need < (1u << 20) ? need : (1u << 20);
+  if (alloc > live + slack || atomic_load(&h->phase) != PHASE_OFF)
+    gc_collect(m);
+}
+
+uint64_t gc_scavenge_all(void) { return gc__scavenge(0, UINT64_MAX); }
+
+int gc_set_percent(int pct) {
+  gc_heap_t *h = &gc__heap;
+  int old = atomic_exchange(&h->gc_percent, pct);
+  atomic_store(&h->next_gc, pacer_goal(atomic_load(&h->heap_live)));
+  return old;
+}
+
+uint64_t gc_set_memory_limit(uint64_t bytes) {
+  gc_heap_t *h = &gc__heap;
+  if (bytes == 0 || bytes > h->reserved)
+    bytes = h->reserved;
+  uint64_t old = atomic_exchange(&h->memory_limit, bytes);
+  atomic_store(&h->next_gc, pacer_goal(atomic_load(&h->heap_live)));
+  return old;
+}
+
+void gc_verify(void) {
+  stw_start();
+  gc__verify_locked();
+  stw_end();
+}
+
+/* ---- statistics ------------------------------------------------------------- */
+
+void gc_read_stats(gc_stats_t *st) {
+  gc_heap_t *h = &gc__heap;
+  memset(st, 0, sizeof(*st));
+  uint64_t mallocs = 0, total = 0;
+  for (int i = 0; i < GC_MAX_MUTATORS; i++) {
+    gc_mutator_t *m = atomic_load(&h->slots[i]);
+    if (!m)
+      continue;
+    mallocs += atomic_load_explicit(&m->st.mallocs, memory_order_relaxed) +
+               atomic_load_explicit(&m->st.large_mallocs, memory_order_relaxed);
+    total += atomic_load_explicit(&m->st.total_alloc, memory_order_relaxed) +
+             atomic_load_explicit(&m->st.large_bytes, memory_order_relaxed);
+    for (int c = 1; c < h->nclasses; c++)
+      st->by_size[c].mallocs +=
+          atomic_load_explicit(&m->st.by_size[c], memory_order_relaxed);
+    int np = atomic_load(&h->npools);
+    for (int p = 0; p < np; p++) {
+      st->pools[p].gets += atomic_load_explicit(&m->pools[p].gets,
+                                                memory_order_relaxed);
+      st->pools[p].puts += atomic_load_explicit(&m->pools[p].puts,
+                                                memory_order_relaxed);
+      st->pools[p].news += atomic_load_explicit(&m->pools[p].news,
+                                                memory_order_relaxed);
+      st->pools[p].victim_hits += atomic_load_explicit(
+          &m->pools[p].victim_hits, memory_order_relaxed);
+    }
+  }
+  st->npools = atomic_load(&h->npools);
+  for (int p = 0; p < st->npools; p++) {
+    st->pools[p].name = h->pools[p]->name;
+    st->pools[p].dropped = atomic_load(&h->pools[p]->dropped);
+  }
+  st->nclasses = h->nclasses;
+  for (int c = 0; c < h->nclasses; c++) {
+    st->by_size[c].size = h->class_size[c];
+    st->by_size[c].frees = atomic_load(&h->by_size_frees[c]);
+  }
+  st->mallocs = mallocs;
+  st->total_alloc = total;
+  st->frees = atomic_load(&h->heap_objects_freed);
+  st->heap_objects = mallocs >= st->frees ? mallocs - st->frees : 0;
+  st->alloc = atomic_load(&h->heap_alloc);
+  st->heap_inuse = atomic_load(&h->heap_inuse);
+  st->heap_released = atomic_load(&h->heap_released);
+  pthread_mutex_lock(&h->lock);
+  st->heap_sys = h->grown;
+  pthread_mutex_unlock(&h->lock);
+  st->heap_idle = st->heap_sys - st->heap_inuse;
+  st->mspan_inuse = atomic_load(&h->span_structs_inuse) * sizeof(gc_span_t);
+  st->mspan_sys = atomic_load(&h->span_structs) * sizeof(gc_span_t);
+  st->mcache_inuse = (uint64_t)h->nmutators * sizeof(gc_mutator_t);
+  st->mcache_sys = (uint64_t)h->next_mutator_id * sizeof(gc_mutator_t);
+  st->gc_sys = (st->heap_sys / GC_PAGE_SIZE) * sizeof(gc_span_t *);
+  st->sys = st->heap_sys + st->mspan_sys + st->mcache_sys + st->gc_sys;
+  st->next_gc = atomic_load(&h->next_gc);
+  st->heap_live = atomic_load(&h->heap_live);
+  st->heap_marked_objects = atomic_load(&h->live_objects);
+  st->gc_percent = atomic_load(&h->gc_percent);
+  st->enable_gc = st->gc_percent != GC_PERCENT_OFF;
+  st->memory_limit = atomic_load(&h->memory_limit);
+  st->alloc_failures = atomic_load(&h->alloc_failures);
+  pthread_mutex_lock(&h->stats_mu);
+  st->num_gc = h->num_gc;
+  st->num_forced_gc = h->num_forced_gc;
+  st->pause_total_ns = h->pause_total_ns;
+  st->last_gc_unix_ns = h->last_gc_unix_ns;
+  memcpy(st->pause_ns, h->pause_ns, sizeof(st->pause_ns));
+  memcpy(st->pause_end, h->pause_end, sizeof(st->pause_end));
+  st->last_pause_ns[0] = h->last_pause[0];
+  st->last_pause_ns[1] = h->last_pause[1];
+  uint64_t elapsed = bc_now_mono_ns() - h->start_mono_ns;
+  st->gc_cpu_fraction =
+      elapsed ? (double)h->gc_cpu_ns /
+                    ((double)elapsed * (double)(h->nprocs + 1))
+              : 0;
+  pthread_mutex_unlock(&h->stats_mu);
+}

@@ -1,0 +1,246 @@
+/* gc_internal.h - every struct of the gc module, in one place.
+ *
+ * Glossary
+ *   page      8 KiB, the unit the page heap hands out.
+ *   span      a run of pages; either free, or in use for one size class
+ *             (small objects) or for one large object.
+ *   class     a small-object size class (16 B .. 32 KiB); class 0 is unused.
+ *   mcache    a mutator's cache: one span per class to allocate from.
+ *   central   per-class lists of spans that no mcache holds.
+ *   sweep     turning a span's mark bits into its alloc bits after a mark.
+ *   black     marked; an object allocated while marking is born black.
+ *
+ * Locks, in the order they may nest:
+ *   heap.mutators_lock  > central[c].lock > heap.lock (the page heap)
+ * The fast path of allocation takes none of them.
+ */
+#ifndef GC_INTERNAL_H
+#define GC_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "gc.h"
+
+#define GC_PAGE_SHIFT 13
+#define GC_PAGE_SIZE ((size_t)1 << GC_PAGE_SHIFT)
+#define GC_MAX_SMALL 32768
+#define GC_MAX_OBJS 512 /* objects per small span, at most */
+#define GC_BITMAP_WORDS (GC_MAX_OBJS / 64)
+#define GC_COMMIT_CHUNK ((size_t)4 << 20) /* heap grows by this much */
+
+enum span_state { SPAN_FREE = 0, SPAN_SMALL = 1, SPAN_LARGE = 2 };
+
+/* A span. Metadata lives outside the span's pages (mimalloc's and Go's
+ * choice), so a freed page can be returned to the OS whole.
+ *
+ * Invariants (for a span not cached by an mcache and already swept):
+ *   alloccount == popcount(allocbits)
+ *   markbits == 0 outside the mark phase
+ *   specials ⊆ allocbits
+ * Ownership: a span is on exactly one list (a central list, the page heap's
+ * free lists, the large lists) or held by exactly one mcache or sweeper, and
+ * only the holder writes allocbits, freeindex and alloccount. markbits and
+ * specials are set atomically by any thread while marking.
+ */
+typedef struct gc_span {
+  uintptr_t base;  /* first byte; page-aligned */
+  uint32_t npages; /* pages in the span */
+  uint8_t state;   /* enum span_state */
+  uint8_t cls;     /* size class, 0 for large and free spans */
+  uint8_t released; /* free span: pages were madvised away */
+  uint8_t onlist;  /* debug: which list holds it (LIST_*) */
+  uint32_t elemsize; /* bytes per object (large: npages*page) */
+  uint16_t nelems;   /* objects in the span */
+  uint16_t freeindex; /* allocation scans for a free slot from here */
+  uint16_t alloccount; /* allocated objects */
+  uint16_t _pad;
+  uint64_t free_since_ns; /* free span: when it became free (scavenger) */
+  struct gc_span *next, *prev; /* list links; owner's lock */
+  uint64_t allocbits[GC_BITMAP_WORDS];
+  _Atomic uint64_t markbits[GC_BITMAP_WORDS];
+  _Atomic uint64_t specials[GC_BITMAP_WORDS]; /* has a finalizer */
+} gc_span_t;
+
+enum { LIST_NONE, LIST_FREE, LIST_PARTIAL, LIST_FULL, LIST_UNSWEPT,
+       LIST_LARGE, LIST_LARGE_UNSWEPT, LIST_MCACHE };
+
+typedef struct span_list {
+  gc_span_t *head;
+  size_t n;
+} span_list_t;
+
+/* Per-class central lists: partial (swept, with free slots), full (swept, no
+ * free slot), unswept (awaiting this cycle's sweep). */
+typedef struct gc_central {
+  pthread_mutex_t lock;
+  span_list_t partial, full, unswept;
+} BC_ALIGNED_CL gc_central_t;
+
+/* Per-mutator counters: written only by the owner (relaxed stores), summed
+ * by readers. */
+typedef struct mcache_stats {
+  _Atomic uint64_t mallocs;
+  _Atomic uint64_t total_alloc; /* bytes */
+  _Atomic uint64_t large_mallocs, large_bytes;
+  _Atomic uint64_t by_size[GC_MAX_CLASSES];
+} mcache_stats_t;
+
+typedef struct pool_local {
+  void *primary;    /* intrusive list */
+  void *victim;
+  _Atomic uint64_t gets, puts, news, victim_hits;
+} pool_local_t;
+
+enum { MUT_RUNNING = 0, MUT_PARKED = 1 };
+
+struct gc_mutator {
+  _Atomic int state;  /* MUT_*; written by the owner, read by the collector */
+  int id;
+  bool detached;
+  gc_span_t *alloc[GC_MAX_CLASSES]; /* the mcache: owner only */
+  mcache_stats_t st;
+  pool_local_t pools[GC_MAX_POOLS];
+  struct gc_mutator *next; /* heap.mutators; heap.mutators_lock */
+};
+
+struct gc_pool {
+  int id;
+  const char *name;
+  void *(*new_fn)(void *arg);
+  void (*free_fn)(void *obj, void *arg);
+  void *arg;
+  _Atomic uint64_t dropped; /* victims handed to free_fn */
+};
+
+typedef struct roots_entry {
+  enum gc_roots_kind kind;
+  gc_scan_fn fn;
+  void *arg;
+} roots_entry_t;
+
+enum gc_phase { PHASE_OFF = 0, PHASE_MARK = 1, PHASE_SWEEP = 2 };
+
+#define GC_MAX_ROOTS 8
+#define GC_MAX_HOOKS 8
+#define GC_MAX_MUTATORS 256
+
+/* The heap: all module state in one struct (SQLite's mem5 habit). */
+typedef struct gc_heap {
+  /* address space: [base, base+reserved) reserved PROT_NONE;
+   * [base, base+committed) read-write; pages below 'grown' handed out once */
+  uintptr_t base;
+  size_t reserved, committed, grown;
+  gc_span_t **spanmap; /* page index -> span; reserved/page entries */
+  size_t spanmap_bytes;
+
+  /* page heap (heap.lock) */
+  pthread_mutex_t lock;
+  span_list_t free_small[128]; /* free spans of n pages, n < 128 */
+  span_list_t free_big;        /* free spans of >= 128 pages, unsorted */
+  span_list_t large, large_unswept;
+  gc_span_t *span_freelist;    /* recycled span structs */
+  gc_span_t *slabs;            /* slabs of span structs, for gc_close */
+  _Atomic uint64_t span_structs;       /* allocated span structs */
+  _Atomic uint64_t span_structs_inuse;
+
+  gc_central_t central[GC_MAX_CLASSES];
+
+  /* accounting, bytes; atomics so readers need no lock */
+  _Atomic uint64_t heap_alloc;   /* in allocated or mcache-held slots */
+  _Atomic uint64_t heap_inuse;   /* pages in in-use spans */
+  _Atomic uint64_t heap_released;
+  _Atomic uint64_t heap_objects_freed; /* cumulative frees */
+  _Atomic uint64_t large_frees;
+  _Atomic uint64_t by_size_frees[GC_MAX_CLASSES];
+  _Atomic uint64_t meta_sys;      /* span structs, mcaches, spanmap touched */
+  _Atomic uint64_t alloc_failures;
+  _Atomic uint64_t swept_live_bytes; /* live bytes found by this sweep */
+
+  /* collector */
+  _Atomic int phase;        /* enum gc_phase; changes only under STW */
+  _Atomic int alloc_black;  /* new objects are born marked */
+  _Atomic int stw_request;
+  pthread_mutex_t mutators_lock;
+  gc_mutator_t *mutators;        /* attached; mutators_lock */
+  /* every mutator ever attached, by id; never reused, freed at gc_close, so
+   * readers can sum counters without a lock */
+  gc_mutator_t *_Atomic slots[GC_MAX_MUTATORS];
+  int nmutators, next_mutator_id;
+  pthread_mutex_t stw_mu;
+  pthread_cond_t stw_cv;
+
+  pthread_mutex_t cycle_mu;
+  pthread_cond_t cycle_cv;    /* collector waits here for work */
+  pthread_cond_t done_cv;     /* gc_collect waits here */
+  uint64_t cycles_requested;  /* cycle_mu */
+  uint64_t cycles_done;       /* cycle_mu */
+  uint64_t cycles_started;    /* cycle_mu */
+  _Atomic int cycle_pending;  /* a trigger is waiting for the collector */
+  bool forced_pending;        /* cycle_mu */
+  bool stopping;              /* cycle_mu */
+  bool running;
+  pthread_t thread;
+
+  /* pacing */
+  _Atomic uint64_t next_gc;
+  _Atomic uint64_t heap_live;   /* after the last sweep */
+  _Atomic int gc_percent;
+  _Atomic uint64_t memory_limit;
+  _Atomic uint64_t live_objects;
+  bool gctrace;
+  int nprocs;
+
+  roots_entry_t roots[GC_MAX_ROOTS];
+  int nroots;
+  struct { void (*fn)(void *); void *arg; } hooks[GC_MAX_HOOKS];
+  int nhooks;
+  gc_finalizer_fn finalizer;
+  gc_pool_t *pools[GC_MAX_POOLS];
+  _Atomic int npools;
+
+  /* stats written by the collector thread (stats_mu for readers) */
+  pthread_mutex_t stats_mu;
+  uint32_t num_gc, num_forced_gc;
+  uint64_t pause_total_ns, last_gc_unix_ns;
+  uint64_t pause_ns[GC_PAUSE_RING], pause_end[GC_PAUSE_RING];
+  uint64_t last_pause[2];
+  uint64_t gc_cpu_ns;       /* collector thread CPU + STW pauses x nprocs */
+  uint64_t start_mono_ns;
+
+  _Atomic int fail_os_allocs;
+
+  /* size classes */
+  int nclasses;
+  uint32_t class_size[GC_MAX_CLASSES];
+  uint8_t class_pages[GC_MAX_CLASSES];
+  uint16_t class_nelems[GC_MAX_CLASSES];
+  uint8_t size_to_class8[1024 / 8 + 1];      /* sizes <= 1024, by 8 */
+  uint8_t size_to_class128[(GC_MAX_SMALL - 1024) / 128 + 1]; /* by 128 */
+} gc_heap_t;
+
+extern gc_heap_t gc__heap;
+
+/* heap.c */
+int gc__heap_init(void);
+void gc__heap_close(void);
+gc_span_t *gc__span_of(uintptr_t p);
+void gc__mcache_flush(gc_mutator_t *m);
+void gc__sweep_prepare(void); /* STW: all in-use spans -> unswept */
+bool gc__sweep_one(void);     /* collector: sweeps one span; false if none */
+void gc__sweep_span(gc_span_t *s, bool *now_empty);
+void gc__free_pages(gc_span_t *s);
+uint64_t gc__scavenge(uint64_t older_than_ns, uint64_t max_bytes);
+void gc__verify_locked(void);
+bool gc__sys_commit_fail(void);
+void gc__trigger(void);
+void gc__collect_for_limit(gc_mutator_t *m, size_t need);
+
+static inline int gc__size_class(size_t size) {
+  gc_heap_t *h = &gc__heap;
+  if (size <= 1024)
+    return h->size_to_class8[(size + 7) >> 3];
+  return h->size_to_class128[(size - 1024 + 127) >> 7];
+}
+
+#endif

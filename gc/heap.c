@@ -1,0 +1,808 @@
+/* heap.c - the allocator: address space, page heap, size classes, central
+ * lists, per-mutator caches, and sweeping of spans.
+ *
+ * Paths of an allocation (Go's mcache/mcentral/mheap, mimalloc's pages):
+ *
+ *   1. Fast path (gc_alloc, small sizes): class lookup in a table, then the
+ *      mutator's cached span for the class; find a zero bit in allocbits from
+ *      freeindex; set it (and the mark bit when allocating black). No lock,
+ *      no atomic read-modify-write except the black mark.
+ *   2. Refill (noinline): the cached span is full. Give it back to its
+ *      central list; take a swept span with free slots; failing that, sweep
+ *      unswept spans of this class ourselves (lazy sweep); failing that, take
+ *      fresh pages from the page heap. The pacer is consulted here.
+ *   3. Page heap (heap.lock): free spans on size-segregated lists, first fit,
+ *      split and coalesce with neighbours through the span map. When empty,
+ *      the heap grows into its reservation (mprotect in 4 MiB steps).
+ *   4. Large objects (> 32 KiB) get a span of their own from the page heap.
+ *
+ * Address space: one reservation made at start-up (PROT_NONE, NORESERVE),
+ * committed from the bottom as the heap grows. The span map has one pointer
+ * per page of the reservation, itself reserved and touched as used, so
+ * finding an object's span is one shift and one load.
+ *
+ * Accounting (bytes, atomics, read without locks):
+ *   heap_inuse = pages of in-use spans
+ *   heap_alloc = sum over uncached spans of alloccount * elemsize
+ *              + sum over cached spans of nelems * elemsize   (Go's rule: a
+ *                span handed to an mcache counts as fully allocated)
+ *              + large spans' bytes
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "gc_internal.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define POISON(p, n) ASAN_POISON_MEMORY_REGION((void *)(p), (n))
+#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((void *)(p), (n))
+#else
+#define POISON(p, n) ((void)(p), (void)(n))
+#define UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
+gc_heap_t gc__heap;
+
+/* 64 GiB of address space is the heap's ceiling; the soft memory limit is
+ * capped below it. */
+#define GC_RESERVE ((size_t)64 << 30)
+
+/* ---- span lists ---------------------------------------------------------- */
+
+static void list_push(span_list_t *l, gc_span_t *s, int which) {
+  s->prev = NULL;
+  s->next = l->head;
+  if (l->head)
+    l->head->prev = s;
+  l->head = s;
+  l->n++;
+  s->onlist = (uint8_t)which;
+}
+
+static void list_remove(span_list_t *l, gc_span_t *s) {
+  if (s->prev)
+    s->prev->next = s->next;
+  else
+    l->head = s->next;
+  if (s->next)
+    s->next->prev = s->prev;
+  s->next = s->prev = NULL;
+  l->n--;
+  s->onlist = LIST_NONE;
+}
+
+static gc_span_t *list_pop(span_list_t *l) {
+  gc_span_t *s = l->head;
+  if (s)
+    list_remove(l, s);
+  return s;
+}
+
+/* ---- size classes ---------------------------------------------------------
+ * 16-byte steps to 128 B, then eight classes per doubling (at most 12.5%
+ * rounding waste). Each class's span is the fewest pages whose tail waste is
+ * at most 1/8 of the span, with at most GC_MAX_OBJS objects. */
+static void init_classes(gc_heap_t *h) {
+  int n = 1;
+  h->class_size[0] = 0;
+  for (uint32_t sz = 16; sz <= 128; sz += 16)
+    h->class_size[n++] = sz;
+  for (uint32_t base = 128; base < GC_MAX_SMALL; base *= 2)
+    for (uint32_t k = 1; k <= 8; k++)
+      h->class_size[n++] = base + base / 8 * k;
+  h->nclasses = n;
+  BC_CHECK(n <= GC_MAX_CLASSES, "too many size classes: %d", n);
+  for (int c = 1; c < n; c++) {
+    uint32_t sz = h->class_size[c];
+    uint32_t pages = 1;
+    for (;; pages++) {
+      size_t bytes = pages * GC_PAGE_SIZE;
+      size_t nel = bytes / sz;
+      if (nel > GC_MAX_OBJS) {
+        nel = GC_MAX_OBJS;
+      }
+      if (nel >= 1 && (bytes - nel * sz) * 8 <= bytes)
+        break;
+    }
+    size_t nel = pages * GC_PAGE_SIZE / sz;
+    if (nel > GC_MAX_OBJS)
+      nel = GC_MAX_OBJS;
+    h->class_pages[c] = (uint8_t)pages;
+    h->class_nelems[c] = (uint16_t)nel;
+  }
+  int c = 1;
+  for (size_t i = 0; i <= 1024 / 8; i++) {
+    size_t sz = i * 8;
+    while (h->class_size[c] < sz)
+      c++;
+    h->size_to_class8[i] = (uint8_t)c;
+  }
+  for (size_t i = 0; i < BC_ARRAY_LEN(h->size_to_class128); i++) {
+    size_t sz = 1024 + i * 128;
+    while (h->class_size[c] < sz)
+      c++;
+    h->size_to_class128[i] = (uint8_t)c;
+  }
+}
+
+/* ---- address space ------------------------------------------------------- */
+
+static _Atomic int fail_budget;
+
+void gc_fail_next_os_allocs(int n) { atomic_store(&fail_budget, n); }
+
+bool gc__sys_commit_fail(void) {
+  int v = atomic_load(&fail_budget);
+  while (v > 0) {
+    if (atomic_compare_exchange_weak(&fail_budget, &v, v - 1))
+      return true;
+  }
+  return false;
+}
+
+int gc__heap_init(void) {
+  gc_heap_t *h = &gc__heap;
+  init_classes(h);
+  h->reserved = GC_RESERVE;
+  void *p = mmap(NULL, h->reserved, PROT_NONE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED)
+    return BC_ENOMEM;
+  h->base = (uintptr_t)p;
+  h->spanmap_bytes = (h->reserved / GC_PAGE_SIZE) * sizeof(gc_span_t *);
+  void *sm = mmap(NULL, h->spanmap_bytes, PROT_READ | PROT_WRITE,
+                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (sm == MAP_FAILED) {
+    munmap(p, h->reserved);
+    return BC_ENOMEM;
+  }
+  h->spanmap = sm;
+  pthread_mutex_init(&h->lock, NULL);
+  for (int c = 0; c < GC_MAX_CLASSES; c++)
+    pthread_mutex_init(&h->central[c].lock, NULL);
+  return 0;
+}
+
+void gc__heap_close(void) {
+  gc_heap_t *h = &gc__heap;
+  if (!h->base)
+    return;
+  munmap((void *)h->base, h->reserved);
+  munmap(h->spanmap, h->spanmap_bytes);
+  for (gc_span_t *slab = h->slabs; slab;) {
+    gc_span_t *next = slab->next;
+    free(slab);
+    slab = next;
+  }
+  h->slabs = NULL;
+  h->span_freelist = NULL;
+  h->base = 0;
+}
+
+/* Grows the handed-out region by at least bytes; heap.lock held. */
+static int grow_locked(gc_heap_t *h, size_t bytes) {
+  if (h->grown + bytes > h->reserved)
+    return BC_ENOMEM;
+  if (h->grown + bytes > h->committed) {
+    size_t need = h->grown + bytes - h->committed;
+    need = (need + GC_COMMIT_CHUNK - 1) / GC_COMMIT_CHUNK * GC_COMMIT_CHUNK;
+    if (h->committed + need > h->reserved)
+      need = h->reserved - h->committed;
+    if (gc__sys_commit_fail())
+      return BC_ENOMEM;
+    if (mprotect((void *)(h->base + h->committed), need,
+                 PROT_READ | PROT_WRITE) != 0)
+      return BC_ENOMEM;
+    h->committed += need;
+  }
+  return 0;
+}
+
+/* ---- span structs -------------------------------------------------------- */
+
+#define SPAN_SLAB 64
+
+static gc_span_t *span_struct_new_locked(gc_heap_t *h) {
+  gc_span_t *s = h->span_freelist;
+  if (!s) {
+    /* slab[0] links the slabs together (for gc_close); the rest are spans */
+    gc_span_t *slab = calloc(SPAN_SLAB, sizeof(gc_span_t));
+    if (!slab)
+      return NULL;
+    atomic_fetch_add(&h->meta_sys, SPAN_SLAB * sizeof(gc_span_t));
+    h->span_structs += SPAN_SLAB - 1;
+    slab[0].next = h->slabs;
+    h->slabs = slab;
+    for (int i = 1; i < SPAN_SLAB; i++) {
+      slab[i].next = h->span_freelist;
+      h->span_freelist = &slab[i];
+    }
+    s = h->span_freelist;
+  }
+  h->span_freelist = s->next;
+  memset(s, 0, sizeof(*s));
+  h->span_structs_inuse++;
+  return s;
+}
+
+static void span_struct_free_locked(gc_heap_t *h, gc_span_t *s) {
+  memset(s, 0, sizeof(*s));
+  s->next = h->span_freelist;
+  h->span_freelist = s;
+  h->span_structs_inuse--;
+}
+
+static inline size_t page_index(gc_heap_t *h, uintptr_t p) {
+  return (p - h->base) >> GC_PAGE_SHIFT;
+}
+
+static void map_set(gc_heap_t *h, gc_span_t *s, bool all_pages) {
+  size_t first = page_index(h, s->base);
+  if (all_pages) {
+    for (size_t i = 0; i < s->npages; i++)
+      h->spanmap[first + i] = s;
+  } else {
+    h->spanmap[first] = s;
+    h->spanmap[first + s->npages - 1] = s;
+  }
+}
+
+gc_span_t *gc__span_of(uintptr_t p) {
+  gc_heap_t *h = &gc__heap;
+  if (p < h->base || p >= h->base + h->grown)
+    return NULL;
+  return h->spanmap[page_index(h, p)];
+}
+
+/* ---- page heap ----------------------------------------------------------- */
+
+static span_list_t *free_list_for(gc_heap_t *h, size_t npages) {
+  return npages < 128 ? &h->free_small[npages] : &h->free_big;
+}
+
+static void free_insert_locked(gc_heap_t *h, gc_span_t *s) {
+  s->state = SPAN_FREE;
+  s->cls = 0;
+  map_set(h, s, false);
+  list_push(free_list_for(h, s->npages), s, LIST_FREE);
+}
+
+/* Returns a span of exactly npages, state still FREE, or NULL. */
+static gc_span_t *alloc_pages_locked(gc_heap_t *h, size_t npages, int *err) {
+  gc_span_t *s = NULL;
+  for (size_t n = npages; n < 128 && !s; n++)
+    s = h->free_small[n].head;
+  if (!s) {
+    for (gc_span_t *b = h->free_big.head; b; b = b->next) {
+      if (b->npages >= npages && (!s || b->npages < s->npages))
+        s = b; /* best fit among the big ones */
+    }
+  }
+  if (s) {
+    list_remove(free_list_for(h, s->npages), s);
+    if (s->npages > npages) {
+      gc_span_t *rest = span_struct_new_locked(h);
+      if (!rest) {
+        free_insert_locked(h, s);
+        *err = BC_ENOMEM;
+        return NULL;
+      }
+      rest->base = s->base + npages * GC_PAGE_SIZE;
+      rest->npages = (uint32_t)(s->npages - npages);
+      rest->released = s->released;
+      rest->free_since_ns = s->free_since_ns;
+      s->npages = (uint32_t)npages;
+      free_insert_locked(h, rest);
+    }
+    if (s->released) {
+      atomic_fetch_sub(&h->heap_released, s->npages * GC_PAGE_SIZE);
+      s->released = 0;
+    }
+    return s;
+  }
+  /* grow */
+  size_t bytes = npages * GC_PAGE_SIZE;
+  int rc = grow_locked(h, bytes);
+  if (rc) {
+    *err = rc;
+    return NULL;
+  }
+  s = span_struct_new_locked(h);
+  if (!s) {
+    *err = BC_ENOMEM;
+    return NULL;
+  }
+  s->base = h->base + h->grown;
+  s->npages = (uint32_t)npages;
+  h->grown += bytes;
+  return s;
+}
+
+/* Returns s's pages to the page heap, coalescing with free neighbours. */
+static void free_pages_locked(gc_heap_t *h, gc_span_t *s) {
+  atomic_fetch_sub(&h->heap_inuse, s->npages * GC_PAGE_SIZE);
+  POISON(s->base, s->npages * GC_PAGE_SIZE);
+  size_t first = page_index(h, s->base);
+  /* clear the interior map entries so stale lookups find nothing */
+  for (size_t i = 0; i < s->npages; i++)
+    h->spanmap[first + i] = NULL;
+  s->state = SPAN_FREE;
+  s->released = 0;
+  s->free_since_ns = bc_now_mono_ns();
+  if (first > 0) {
+    gc_span_t *l = h->spanmap[first - 1];
+    if (l && l->state == SPAN_FREE && l->onlist == LIST_FREE) {
+      list_remove(free_list_for(h, l->npages), l);
+      if (l->released)
+        atomic_fetch_sub(&h->heap_released, l->npages * GC_PAGE_SIZE);
+      h->spanmap[page_index(h, l->base) + l->npages - 1] = NULL;
+      s->base = l->base;
+      s->npages += l->npages;
+      span_struct_free_locked(h, l);
+    }
+  }
+  size_t after = page_index(h, s->base) + s->npages;
+  if (after < h->grown / GC_PAGE_SIZE) {
+    gc_span_t *r = h->spanmap[after];
+    if (r && r->state == SPAN_FREE && r->onlist == LIST_FREE) {
+      list_remove(free_list_for(h, r->npages), r);
+      if (r->released)
+        atomic_fetch_sub(&h->heap_released, r->npages * GC_PAGE_SIZE);
+      h->spanmap[after] = NULL;
+      s->npages += r->npages;
+      span_struct_free_locked(h, r);
+    }
+  }
+  free_insert_locked(h, s);
+}
+
+void gc__free_pages(gc_span_t *s) {
+  gc_heap_t *h = &gc__heap;
+  pthread_mutex_lock(&h->lock);
+  free_pages_locked(h, s);
+  pthread_mutex_unlock(&h->lock);
+}
+
+/* Is there room under the soft limit for bytes more of in-use pages? */
+static bool under_limit(gc_heap_t *h, size_t bytes) {
+  uint64_t lim = atomic_load_explicit(&h->memory_limit, memory_order_relaxed);
+  uint64_t used = atomic_load_explicit(&h->heap_inuse, memory_order_relaxed) +
+                  atomic_load_explicit(&h->meta_sys, memory_order_relaxed);
+  return used + bytes <= lim;
+}
+
+/* Takes npages from the page heap for an in-use span, honouring the soft
+ * limit: over it, collect once (parked) and retry. */
+static gc_span_t *span_alloc(gc_mutator_t *m, size_t npages, int state,
+                             int *err) {
+  gc_heap_t *h = &gc__heap;
+  size_t bytes = npages * GC_PAGE_SIZE;
+  if (!under_limit(h, bytes)) {
+    if (m)
+      gc__collect_for_limit(m, bytes);
+    if (!under_limit(h, bytes)) {
+      *err = BC_ELIMIT;
+      atomic_fetch_add(&h->alloc_failures, 1);
+      return NULL;
+    }
+  }
+  pthread_mutex_lock(&h->lock);
+  gc_span_t *s = alloc_pages_locked(h, npages, err);
+  if (s) {
+    s->state = (uint8_t)state;
+    s->onlist = LIST_NONE;
+    map_set(h, s, true);
+    atomic_fetch_add(&h->heap_inuse, bytes);
+  }
+  pthread_mutex_unlock(&h->lock);
+  if (!s)
+    atomic_fetch_add(&h->alloc_failures, 1);
+  return s;
+}
+
+/* ---- sweeping ------------------------------------------------------------ */
+
+static int sweep_cursor = 1; /* collector thread (and STW) only */
+
+/* Sweeps a span its caller owns: mark bits become alloc bits, freed objects
+ * with specials are finalized. Sets *now_empty when nothing survived. */
+void gc__sweep_span(gc_span_t *s, bool *now_empty) {
+  gc_heap_t *h = &gc__heap;
+  uint32_t live = 0, freed = 0;
+  int nwords = (s->nelems + 63) / 64;
+  for (int w = 0; w < nwords; w++) {
+    uint64_t mark = atomic_load_explicit(&s->markbits[w], memory_order_relaxed);
+    uint64_t dead = s->allocbits[w] & ~mark;
+    if (BC_UNLIKELY(dead)) {
+      uint64_t sp = atomic_load_explicit(&s->specials[w], memory_order_relaxed);
+      uint64_t fin = dead & sp;
+      while (fin) {
+        int b = __builtin_ctzll(fin);
+        fin &= fin - 1;
+        if (h->finalizer)
+          h->finalizer((void *)(s->base + (size_t)(w * 64 + b) * s->elemsize));
+      }
+      if (sp & dead) /* fetch_and: a live neighbour may gain a bit now */
+        atomic_fetch_and_explicit(&s->specials[w], ~dead,
+                                  memory_order_relaxed);
+#if defined(__SANITIZE_ADDRESS__)
+      uint64_t d = dead;
+      while (d) {
+        int b = __builtin_ctzll(d);
+        d &= d - 1;
+        POISON(s->base + (size_t)(w * 64 + b) * s->elemsize, s->elemsize);
+      }
+#endif
+      freed += (uint32_t)__builtin_popcountll(dead);
+    }
+    s->allocbits[w] = mark;
+    atomic_store_explicit(&s->markbits[w], 0, memory_order_relaxed);
+    live += (uint32_t)__builtin_popcountll(mark);
+  }
+  s->alloccount = (uint16_t)live;
+  s->freeindex = 0;
+  if (freed) {
+    atomic_fetch_sub(&h->heap_alloc, (uint64_t)freed * s->elemsize);
+    atomic_fetch_add(&h->heap_objects_freed, freed);
+    atomic_fetch_add(&h->by_size_frees[s->cls], freed);
+  }
+  atomic_fetch_add(&h->live_objects, live);
+  atomic_fetch_add(&h->swept_live_bytes, (uint64_t)live * s->elemsize);
+  *now_empty = live == 0;
+}
+
+static bool sweep_large(gc_span_t *s) {
+  gc_heap_t *h = &gc__heap;
+  uint64_t mark = atomic_load(&s->markbits[0]);
+  if (mark & 1) {
+    atomic_store(&s->markbits[0], 0);
+    atomic_fetch_add(&h->live_objects, 1);
+    atomic_fetch_add(&h->swept_live_bytes, (uint64_t)s->npages * GC_PAGE_SIZE);
+    return true;
+  }
+  if ((atomic_load(&s->specials[0]) & 1) && h->finalizer)
+    h->finalizer((void *)s->base);
+  atomic_fetch_sub(&h->heap_alloc, s->npages * GC_PAGE_SIZE);
+  atomic_fetch_add(&h->heap_objects_freed, 1);
+  atomic_fetch_add(&h->large_frees, 1);
+  return false;
+}
+
+/* STW: every in-use span becomes unswept. mcaches were flushed already. */
+void gc__sweep_prepare(void) {
+  gc_heap_t *h = &gc__heap;
+  atomic_store(&h->live_objects, 0);
+  sweep_cursor = 1;
+  for (int c = 1; c < h->nclasses; c++) {
+    gc_central_t *ce = &h->central[c];
+    pthread_mutex_lock(&ce->lock);
+    gc_span_t *s;
+    while ((s = list_pop(&ce->partial)))
+      list_push(&ce->unswept, s, LIST_UNSWEPT);
+    while ((s = list_pop(&ce->full)))
+      list_push(&ce->unswept, s, LIST_UNSWEPT);
+    pthread_mutex_unlock(&ce->lock);
+  }
+  pthread_mutex_lock(&h->lock);
+  gc_span_t *s;
+  while ((s = list_pop(&h->large)))
+    list_push(&h->large_unswept, s, LIST_LARGE_UNSWEPT);
+  pthread_mutex_unlock(&h->lock);
+}
+
+/* Puts a swept small span where it belongs; central lock held. Returns true
+ * if the span is empty and the caller must free its pages (after unlock). */
+static bool place_swept_locked(gc_central_t *ce, gc_span_t *s, bool empty) {
+  if (empty)
+    return true;
+  if (s->alloccount < s->nelems)
+    list_push(&ce->partial, s, LIST_PARTIAL);
+  else
+    list_push(&ce->full, s, LIST_FULL);
+  return false;
+}
+
+/* Collector's background sweep: one span per call. The class cursor only
+ * moves on when a class has nothing left to sweep; gc__sweep_prepare resets
+ * it. */
+
+bool gc__sweep_one(void) {
+  gc_heap_t *h = &gc__heap;
+  for (; sweep_cursor < h->nclasses; sweep_cursor++) {
+    gc_central_t *ce = &h->central[sweep_cursor];
+    pthread_mutex_lock(&ce->lock);
+    gc_span_t *s = list_pop(&ce->unswept);
+    pthread_mutex_unlock(&ce->lock);
+    if (!s)
+      continue;
+    bool empty;
+    gc__sweep_span(s, &empty);
+    pthread_mutex_lock(&ce->lock);
+    bool release = place_swept_locked(ce, s, empty);
+    pthread_mutex_unlock(&ce->lock);
+    if (release)
+      gc__free_pages(s);
+    return true;
+  }
+  pthread_mutex_lock(&h->lock);
+  gc_span_t *s = list_pop(&h->large_unswept);
+  pthread_mutex_unlock(&h->lock);
+  if (!s)
+    return false;
+  bool keep = sweep_large(s);
+  pthread_mutex_lock(&h->lock);
+  if (keep)
+    list_push(&h->large, s, LIST_LARGE);
+  else
+    free_pages_locked(h, s);
+  pthread_mutex_unlock(&h->lock);
+  return true;
+}
+
+/* ---- mcache -------------------------------------------------------------- */
+
+static void uncache(gc_heap_t *h, gc_span_t *s) {
+  /* the span counted as fully allocated while cached; give back the rest */
+  uint32_t unused = (uint32_t)(s->nelems - s->alloccount);
+  if (unused)
+    atomic_fetch_sub(&h->heap_alloc, (uint64_t)unused * s->elemsize);
+  gc_central_t *ce = &h->central[s->cls];
+  pthread_mutex_lock(&ce->lock);
+  if (s->alloccount < s->nelems) {
+    list_push(&ce->partial, s, LIST_PARTIAL);
+  } else {
+    list_push(&ce->full, s, LIST_FULL);
+  }
+  pthread_mutex_unlock(&ce->lock);
+}
+
+/* STW: returns every cached span to its central list. */
+void gc__mcache_flush(gc_mutator_t *m) {
+  gc_heap_t *h = &gc__heap;
+  for (int c = 1; c < h->nclasses; c++) {
+    gc_span_t *s = m->alloc[c];
+    if (s) {
+      m->alloc[c] = NULL;
+      uncache(h, s);
+    }
+  }
+}
+
+static BC_NOINLINE gc_span_t *refill(gc_mutator_t *m, int cls, int *err) {
+  gc_heap_t *h = &gc__heap;
+  gc_span_t *old = m->alloc[cls];
+  if (old) {
+    m->alloc[cls] = NULL;
+    uncache(h, old);
+  }
+  gc_central_t *ce = &h->central[cls];
+  gc_span_t *s = NULL;
+  pthread_mutex_lock(&ce->lock);
+  s = list_pop(&ce->partial);
+  while (!s) {
+    gc_span_t *u = list_pop(&ce->unswept);
+    if (!u)
+      break;
+    pthread_mutex_unlock(&ce->lock);
+    bool empty;
+    gc__sweep_span(u, &empty);
+    if (empty) {
+      gc__free_pages(u);
+      pthread_mutex_lock(&ce->lock);
+      continue;
+    }
+    pthread_mutex_lock(&ce->lock);
+    if (u->alloccount < u->nelems)
+      s = u;
+    else
+      list_push(&ce->full, u, LIST_FULL);
+  }
+  pthread_mutex_unlock(&ce->lock);
+  if (!s) {
+    uint64_t next = atomic_load_explicit(&h->next_gc, memory_order_relaxed);
+    if (atomic_load_explicit(&h->heap_alloc, memory_order_relaxed) >= next)
+      gc__trigger();
+    s = span_alloc(m, h->class_pages[cls], SPAN_SMALL, err);
+    if (!s)
+      return NULL;
+    s->cls = (uint8_t)cls;
+    s->elemsize = h->class_size[cls];
+    s->nelems = h->class_nelems[cls];
+    POISON(s->base, (size_t)s->npages * GC_PAGE_SIZE);
+  }
+  atomic_fetch_add(&h->heap_alloc,
+                   (uint64_t)(s->nelems - s->alloccount) * s->elemsize);
+  s->onlist = LIST_MCACHE;
+  m->alloc[cls] = s;
+  return s;
+}
+
+static inline int find_free(gc_span_t *s) {
+  uint32_t i = s->freeindex;
+  while (i < s->nelems) {
+    uint32_t w = i >> 6;
+    uint64_t freebits = ~s->allocbits[w] >> (i & 63);
+    if (freebits) {
+      uint32_t idx = i + (uint32_t)__builtin_ctzll(freebits);
+      return idx < s->nelems ? (int)idx : -1;
+    }
+    i = (w + 1) << 6;
+  }
+  return -1;
+}
+
+static BC_NOINLINE void *alloc_large(gc_mutator_t *m, size_t size, int *err) {
+  gc_heap_t *h = &gc__heap;
+  size_t npages = (size + GC_PAGE_SIZE - 1) / GC_PAGE_SIZE;
+  if (size > h->reserved) {
+    *err = BC_ENOMEM;
+    return NULL;
+  }
+  uint64_t next = atomic_load_explicit(&h->next_gc, memory_order_relaxed);
+  if (atomic_load_explicit(&h->heap_alloc, memory_order_relaxed) +
+          npages * GC_PAGE_SIZE >=
+      next)
+    gc__trigger();
+  gc_span_t *s = span_alloc(m, npages, SPAN_LARGE, err);
+  if (!s)
+    return NULL;
+  s->elemsize = (uint32_t)(npages * GC_PAGE_SIZE > UINT32_MAX
+                               ? UINT32_MAX
+                               : npages * GC_PAGE_SIZE);
+  s->nelems = 1;
+  s->alloccount = 1;
+  s->allocbits[0] = 1;
+  if (atomic_load_explicit(&h->alloc_black, memory_order_relaxed))
+    atomic_store(&s->markbits[0], 1);
+  UNPOISON(s->base, size);
+  atomic_fetch_add(&h->heap_alloc, npages * GC_PAGE_SIZE);
+  pthread_mutex_lock(&h->lock);
+  list_push(&h->large, s, LIST_LARGE);
+  pthread_mutex_unlock(&h->lock);
+  atomic_store_explicit(&m->st.large_mallocs,
+                        atomic_load_explicit(&m->st.large_mallocs,
+                                             memory_order_relaxed) + 1,
+                        memory_order_relaxed);
+  atomic_store_explicit(&m->st.large_bytes,
+                        atomic_load_explicit(&m->st.large_bytes,
+                                             memory_order_relaxed) +
+                            npages * GC_PAGE_SIZE,
+                        memory_order_relaxed);
+  return (void *)s->base;
+}
+
+static inline void bump(_Atomic uint64_t *c, uint64_t d) {
+  atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + d,
+                        memory_order_relaxed);
+}
+
+void *gc_alloc(gc_mutator_t *m, size_t size, int *err) {
+  gc_heap_t *h = &gc__heap;
+  BC_DASSERT(atomic_load_explicit(&m->state, memory_order_relaxed) ==
+             MUT_RUNNING);
+  if (BC_UNLIKELY(size > GC_MAX_SMALL))
+    return alloc_large(m, size, err);
+  int cls = gc__size_class(size ? size : 1);
+  gc_span_t *s = m->alloc[cls];
+  int idx;
+  if (BC_UNLIKELY(!s || (idx = find_free(s)) < 0)) {
+    s = refill(m, cls, err);
+    if (!s)
+      return NULL;
+    idx = find_free(s);
+    BC_CHECK(idx >= 0, "refilled span has no free slot (class %d)", cls);
+  }
+  s->allocbits[idx >> 6] |= 1ull << (idx & 63);
+  s->freeindex = (uint16_t)(idx + 1);
+  s->alloccount++;
+  if (BC_UNLIKELY(atomic_load_explicit(&h->alloc_black, memory_order_relaxed)))
+    atomic_fetch_or_explicit(&s->markbits[idx >> 6], 1ull << (idx & 63),
+                             memory_order_relaxed);
+  bump(&m->st.mallocs, 1);
+  bump(&m->st.total_alloc, s->elemsize);
+  bump(&m->st.by_size[cls], 1);
+  void *p = (void *)(s->base + (size_t)idx * s->elemsize);
+  UNPOISON(p, s->elemsize);
+  return p;
+}
+
+size_t gc_usable_size(const void *obj) {
+  gc_span_t *s = gc__span_of((uintptr_t)obj);
+  BC_CHECK(s && s->state != SPAN_FREE, "gc_usable_size: not a heap object");
+  if (s->state == SPAN_LARGE)
+    return (size_t)s->npages * GC_PAGE_SIZE;
+  return s->elemsize;
+}
+
+/* ---- marking ------------------------------------------------------------- */
+
+void gc_mark(void *obj) {
+  uintptr_t p = (uintptr_t)obj;
+  gc_span_t *s = gc__span_of(p);
+  BC_CHECK(s && s->state != SPAN_FREE, "gc_mark: %p is not a heap object",
+           obj);
+  size_t idx = s->state == SPAN_LARGE ? 0 : (p - s->base) / s->elemsize;
+  atomic_fetch_or_explicit(&s->markbits[idx >> 6], 1ull << (idx & 63),
+                           memory_order_relaxed);
+}
+
+void gc_set_finalizer(void *obj) {
+  uintptr_t p = (uintptr_t)obj;
+  gc_span_t *s = gc__span_of(p);
+  BC_CHECK(s && s->state != SPAN_FREE, "gc_set_finalizer: not a heap object");
+  size_t idx = s->state == SPAN_LARGE ? 0 : (p - s->base) / s->elemsize;
+  atomic_fetch_or_explicit(&s->specials[idx >> 6], 1ull << (idx & 63),
+                           memory_order_relaxed);
+}
+
+/* ---- scavenger ----------------------------------------------------------- */
+
+/* Releases free spans idle for longer than older_than_ns, up to max_bytes.
+ * Returns bytes released. */
+uint64_t gc__scavenge(uint64_t older_than_ns, uint64_t max_bytes) {
+  gc_heap_t *h = &gc__heap;
+  uint64_t now = bc_now_mono_ns(), done = 0;
+  pthread_mutex_lock(&h->lock);
+  for (size_t n = 1; n <= 128 && done < max_bytes; n++) {
+    span_list_t *l = n < 128 ? &h->free_small[n] : &h->free_big;
+    for (gc_span_t *s = l->head; s && done < max_bytes; s = s->next) {
+      if (s->released || now - s->free_since_ns < older_than_ns)
+        continue;
+      size_t bytes = (size_t)s->npages * GC_PAGE_SIZE;
+      UNPOISON(s->base, bytes);
+      madvise((void *)s->base, bytes, MADV_DONTNEED);
+      POISON(s->base, bytes);
+      s->released = 1;
+      atomic_fetch_add(&h->heap_released, bytes);
+      done += bytes;
+    }
+  }
+  pthread_mutex_unlock(&h->lock);
+  return done;
+}
+
+/* ---- verification -------------------------------------------------------- */
+
+/* World stopped, every mcache flushed or cached spans tolerated. */
+void gc__verify_locked(void) {
+  gc_heap_t *h = &gc__heap;
+  pthread_mutex_lock(&h->lock);
+  size_t npages = h->grown / GC_PAGE_SIZE, inuse = 0, released = 0;
+  for (size_t i = 0; i < npages;) {
+    gc_span_t *s = h->spanmap[i];
+    BC_CHECK(s != NULL, "page %zu has no span", i);
+    BC_CHECK(s->base == h->base + i * GC_PAGE_SIZE,
+             "span map at page %zu points at a span starting elsewhere", i);
+    if (s->state == SPAN_FREE) {
+      BC_CHECK(s->onlist == LIST_FREE, "free span not on a free list");
+      if (s->released)
+        released += (size_t)s->npages * GC_PAGE_SIZE;
+    } else {
+      inuse += (size_t)s->npages * GC_PAGE_SIZE;
+      for (size_t k = 0; k < s->npages; k++)
+        BC_CHECK(h->spanmap[i + k] == s, "in-use span map hole");
+      if (s->state == SPAN_SMALL && s->onlist != LIST_MCACHE &&
+          s->onlist != LIST_UNSWEPT) {
+        uint32_t pc = 0;
+        for (int w = 0; w < GC_BITMAP_WORDS; w++)
+          pc += (uint32_t)__builtin_popcountll(s->allocbits[w]);
+        BC_CHECK(pc == s->alloccount, "alloccount %u != popcount %u",
+                 s->alloccount, pc);
+        BC_CHECK(s->onlist == (s->alloccount < s->nelems ? LIST_PARTIAL
+                                                          : LIST_FULL),
+                 "span on the wrong central list");
+      }
+    }
+    i += s->npages;
+  }
+  BC_CHECK(inuse == atomic_load(&h->heap_inuse), "heap_inuse %zu != %llu",
+           inuse, (unsigned long long)atomic_load(&h->heap_inuse));
+  BC_CHECK(released == atomic_load(&h->heap_released),
+           "heap_released %zu != %llu", released,
+           (unsigned long long)atomic_load(&h->heap_released));
+  pthread_mutex_unlock(&h->lock);
+}

@@ -1,0 +1,238 @@
+/* config.c - flags and their BUFCACHE_* environment twins (a flag wins). */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "server.h"
+
+enum kind { K_ADDR, K_INT, K_SIZE, K_DURATION, K_PERCENT, K_BOOL };
+
+typedef struct flag {
+  const char *name; /* without the leading dashes */
+  enum kind kind;
+  size_t off;
+  const char *def; /* default, as the user would type it; NULL = computed */
+  const char *help;
+} flag_t;
+
+#define OFF(f) offsetof(srv_config_t, f)
+
+static const flag_t flags[] = {
+    {"listen", K_ADDR, OFF(listen), "127.0.0.1:8080",
+     "data API address (HOST:PORT; port 0 picks a free one)"},
+    {"admin-listen", K_ADDR, OFF(admin_listen), "127.0.0.1:6060",
+     "admin address for /debug/*, /metrics, /healthz"},
+    {"workers", K_INT, OFF(workers), NULL,
+     "worker threads (default: online CPUs)"},
+    {"memory-limit", K_SIZE, OFF(memory_limit), NULL,
+     "soft memory limit, e.g. 512MiB, 2GiB (default: half of RAM)"},
+    {"max-value-size", K_SIZE, OFF(max_value_size), "64MiB",
+     "largest value a PUT may store"},
+    {"gc-percent", K_PERCENT, OFF(gc_percent), "100",
+     "GOGC: heap growth over the live heap before a cycle, or off"},
+    {"request-timeout", K_DURATION, OFF(request_timeout_ns), "30s",
+     "default deadline of a request (Go duration)"},
+    {"max-request-timeout", K_DURATION, OFF(max_request_timeout_ns), "5m",
+     "cap on a per-request X-Request-Timeout"},
+    {"drain-timeout", K_DURATION, OFF(drain_timeout_ns), "10s",
+     "how long SIGTERM waits for in-flight requests"},
+    {"idle-timeout", K_DURATION, OFF(idle_timeout_ns), "60s",
+     "an idle connection is closed after this long"},
+    {"max-connections", K_SIZE, OFF(max_connections), "16384",
+     "open connections on the data listener, all workers together"},
+    {"max-header-size", K_SIZE, OFF(conn_memory), "32KiB",
+     "per-connection buffer for the request line and headers"},
+    {"gctrace", K_BOOL, OFF(gctrace), "false",
+     "print one line per GC cycle to stderr"},
+};
+
+void srv_config_usage(FILE *out) {
+  fprintf(out, "usage: bufcache [flags]\n\n"
+               "An HTTP/1.1 cache of binary buffers with a garbage-collected "
+               "heap.\nEvery flag has an environment twin: --max-value-size "
+               "is BUFCACHE_MAX_VALUE_SIZE.\nA flag wins over its "
+               "variable.\n\nflags:\n");
+  for (size_t i = 0; i < BC_ARRAY_LEN(flags); i++) {
+    const flag_t *f = &flags[i];
+    char envname[64];
+    size_t n = 0;
+    n += (size_t)snprintf(envname, sizeof(envname), "BUFCACHE_");
+    for (const char *p = f->name; *p && n + 1 < sizeof(envname); p++)
+      envname[n++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+    envname[n] = 0;
+    fprintf(out, "  --%-22s %s\n  %24s (env %s%s%s)\n", f->name, f->help, "",
+            envname, f->def ? ", default " : "", f->def ? f->def : "");
+  }
+  fprintf(out, "  --%-22s %s\n", "help", "print this and exit");
+}
+
+static int parse_addr(const char *v, srv_addr_t *a) {
+  const char *colon = strrchr(v, ':');
+  if (!colon)
+    return BC_EINVAL;
+  size_t hl = (size_t)(colon - v);
+  if (hl >= sizeof(a->host))
+    return BC_EINVAL;
+  uint64_t port;
+  if (bc_parse_u64(colon + 1, strlen(colon + 1), &port) || port > 65535)
+    return BC_EINVAL;
+  memcpy(a->host, v, hl);
+  a->host[hl] = 0;
+  if (hl == 0)
+    strcpy(a->host, "0.0.0.0");
+  /* strip [] around IPv6 literals */
+  if (a->host[0] == '[') {
+    size_t l = strlen(a->host);
+    if (l < 2 || a->host[l - 1] != ']')
+      return BC_EINVAL;
+    memmove(a->host, a->host + 1, l - 2);
+    a->host[l - 2] = 0;
+  }
+  a->port = (uint16_t)port;
+  return 0;
+}
+
+static int apply(srv_config_t *cfg, const flag_t *f, const char *v) {
+  char *field = (char *)cfg + f->off;
+  uint64_t u;
+  switch (f->kind) {
+  case K_ADDR:
+    return parse_addr(v, (srv_addr_t *)(void *)field);
+  case K_INT:
+    if (bc_parse_u64(v, strlen(v), &u) || u == 0 || u > 256)
+      return BC_EINVAL;
+    *(int *)(void *)field = (int)u;
+    return 0;
+  case K_SIZE:
+    if (bc_parse_size(v, strlen(v), &u) || u == 0)
+      return BC_EINVAL;
+    *(uint64_t *)(void *)field = u;
+    return 0;
+  case K_DURATION:
+    if (bc_parse_duration(v, strlen(v), false, &u) || u == 0)
+      return BC_EINVAL;
+    *(uint64_t *)(void *)field = u;
+    return 0;
+  case K_PERCENT:
+    if (strcmp(v, "off") == 0) {
+      *(int *)(void *)field = GC_PERCENT_OFF;
+      return 0;
+    }
+    if (bc_parse_u64(v, strlen(v), &u) || u > 100000)
+      return BC_EINVAL;
+    *(int *)(void *)field = (int)u;
+    return 0;
+  case K_BOOL:
+    if (!strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "on")) {
+      *(bool *)(void *)field = true;
+      return 0;
+    }
+    if (!strcmp(v, "false") || !strcmp(v, "0") || !strcmp(v, "off")) {
+      *(bool *)(void *)field = false;
+      return 0;
+    }
+    return BC_EINVAL;
+  }
+  return BC_EINVAL;
+}
+
+static const flag_t *lookup(const char *name, size_t len) {
+  for (size_t i = 0; i < BC_ARRAY_LEN(flags); i++)
+    if (strlen(flags[i].name) == len && !memcmp(flags[i].name, name, len))
+      return &flags[i];
+  return NULL;
+}
+
+int srv_config_parse(srv_config_t *cfg, int argc, char **argv) {
+  memset(cfg, 0, sizeof(*cfg));
+  /* 1. defaults */
+  for (size_t i = 0; i < BC_ARRAY_LEN(flags); i++)
+    if (flags[i].def)
+      BC_CHECK(apply(cfg, &flags[i], flags[i].def) == 0, "bad default");
+  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  cfg->workers = ncpu > 0 ? (int)(ncpu > 256 ? 256 : ncpu) : 1;
+  long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+  cfg->memory_limit = pages > 0 && psize > 0
+                          ? (uint64_t)pages * (uint64_t)psize / 2
+                          : (uint64_t)1 << 30;
+  cfg->memory_limit_source = "default";
+  bool set_by_flag[BC_ARRAY_LEN(flags)] = {0};
+
+  /* 2. flags */
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      srv_config_usage(stdout);
+      return 1;
+    }
+    if (strncmp(a, "--", 2) != 0) {
+      fprintf(stderr, "bufcache: unexpected argument \"%s\" (see --help)\n",
+              a);
+      return 2;
+    }
+    const char *name = a + 2, *eq = strchr(name, '=');
+    size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+    const flag_t *f = lookup(name, nlen);
+    if (!f) {
+      fprintf(stderr, "bufcache: unknown flag --%.*s (see --help)\n",
+              (int)nlen, name);
+      return 2;
+    }
+    const char *v;
+    if (eq)
+      v = eq + 1;
+    else if (f->kind == K_BOOL)
+      v = "true";
+    else if (i + 1 < argc)
+      v = argv[++i];
+    else {
+      fprintf(stderr, "bufcache: flag --%s needs a value\n", f->name);
+      return 2;
+    }
+    if (apply(cfg, f, v) != 0) {
+      fprintf(stderr, "bufcache: invalid value \"%s\" for flag --%s\n", v,
+              f->name);
+      return 2;
+    }
+    set_by_flag[f - flags] = true;
+    if (!strcmp(f->name, "memory-limit"))
+      cfg->memory_limit_source = "flag";
+  }
+
+  /* 3. environment, where no flag was given */
+  for (size_t i = 0; i < BC_ARRAY_LEN(flags); i++) {
+    if (set_by_flag[i])
+      continue;
+    char envname[64];
+    size_t n = (size_t)snprintf(envname, sizeof(envname), "BUFCACHE_");
+    for (const char *p = flags[i].name; *p && n + 1 < sizeof(envname); p++)
+      envname[n++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+    envname[n] = 0;
+    const char *v = getenv(envname);
+    if (!v)
+      continue;
+    if (apply(cfg, &flags[i], v) != 0) {
+      fprintf(stderr,
+              "bufcache: invalid value \"%s\" for %s (flag --%s)\n", v,
+              envname, flags[i].name);
+      return 2;
+    }
+    if (!strcmp(flags[i].name, "memory-limit"))
+      cfg->memory_limit_source = "env";
+  }
+  if (cfg->request_timeout_ns > cfg->max_request_timeout_ns)
+    cfg->max_request_timeout_ns = cfg->request_timeout_ns;
+  if (cfg->conn_memory < 4096) {
+    fprintf(stderr, "bufcache: invalid value for flag --max-header-size: "
+                    "at least 4KiB\n");
+    return 2;
+  }
+  if (cfg->max_value_size > ((uint64_t)1 << 32) - 4096) {
+    fprintf(stderr, "bufcache: invalid value for flag --max-value-size: at "
+                    "most 4GiB less 4KiB\n");
+    return 2;
+  }
+  return 0;
+}

@@ -1,0 +1,535 @@
+/* worker.c - worker threads, request contexts, signals and drain.
+ *
+ * Threads
+ *   W data workers and one admin worker, each a libuv loop that drives one
+ *   libmicrohttpd daemon in external-polling epoll mode: a uv_poll_t watches
+ *   MHD's epoll fd, MHD_run() runs on readiness, a uv_timer_t follows
+ *   MHD_get_timeout() (recomputed after every MHD_run: 0 means run again
+ *   now). Every MHD call for a daemon happens on its worker's thread;
+ *   other threads reach a worker through a uv_async_t.
+ *   The data daemons share one listening socket, bound once here (so no
+ *   connection lands in the backlog of a socket a stalled worker owns, and
+ *   closing the listener on drain drops nothing queued behind a worker).
+ *
+ * Safepoints
+ *   A worker's loop is "park; wait for events; unpark; uv_run(NOWAIT)". The
+ *   blocking wait (epoll_wait on the loop's backend fd) happens parked, so
+ *   an idle worker never delays a stop-the-world phase, and no libuv or MHD
+ *   callback ever runs while parked (libuv runs I/O callbacks inside its poll
+ *   step, which is why the wait is done outside uv_run).
+ *
+ * Request life cycle
+ *   1. First access-handler call: a context comes from the worker's pool
+ *      (gc_pool: nothing allocated in steady state), is stamped with its
+ *      start and deadline, and joins the worker's in-flight list, which the
+ *      collector scans while the world is stopped (ctx->roots[]).
+ *   2. The handler (api/) runs; it keeps what it holds in ctx->roots.
+ *   3. MHD's completion callback ends the context with a cause (completed,
+ *      client gone, deadline, shutdown), drops its roots and returns it to
+ *      the pool. What it held becomes garbage unless the index still holds
+ *      it.
+ *
+ * Drain (SIGTERM, SIGINT)
+ *   /readyz turns 503; every data worker quiesces its daemon; the listener
+ *   is closed once all have; each worker waits until its in-flight list is
+ *   empty or the drain timeout passes, then stops its daemon (MHD ends what
+ *   is left with the shutdown cause). The admin worker stops last.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "server.h"
+
+struct srv_worker {
+  int id;
+  bool admin;
+  uv_thread_t thread;
+  uv_loop_t loop;
+  uv_poll_t poll;
+  uv_timer_t timer;
+  uv_timer_t drain_timer;
+  uv_async_t async;
+  struct MHD_Daemon *daemon;
+  int listen_fd;
+  unsigned conn_limit;
+  const srv_handler_t *handler;
+  gc_mutator_t *mut;
+  srv_ctx_t *inflight; /* doubly linked; owner thread (and STW scans) */
+  _Atomic int cmd;     /* CMD_* posted by the main thread */
+  bool quiesced, stopping;
+  uint64_t drain_deadline_ns;
+  uv_sem_t ready;
+  int start_rc;
+  /* counters: owner writes (relaxed), anyone reads */
+  _Atomic uint64_t n_inflight, n_requests;
+  _Atomic uint64_t n_cancel[SRV_CAUSE__COUNT];
+} BC_ALIGNED_CL;
+
+enum { CMD_NONE = 0, CMD_DRAIN = 1, CMD_STOP = 2 };
+
+static struct {
+  srv_config_t cfg;
+  srv_worker_t *workers; /* data workers, then the admin worker */
+  int nworkers;
+  gc_pool_t *ctx_pool;
+  _Atomic int draining;
+  uv_loop_t main_loop;
+  uv_signal_t sigterm, sigint;
+  int data_fd, admin_fd;
+} S;
+
+static inline void bump(_Atomic uint64_t *c, int64_t d) {
+  atomic_store_explicit(
+      c, atomic_load_explicit(c, memory_order_relaxed) + (uint64_t)d,
+      memory_order_relaxed);
+}
+
+gc_mutator_t *srv_worker_mutator(const srv_worker_t *w) { return w->mut; }
+int srv_worker_id(const srv_worker_t *w) { return w->id; }
+bool srv_worker_is_admin(const srv_worker_t *w) { return w->admin; }
+bool srv_draining(void) { return atomic_load(&S.draining) != 0; }
+const srv_config_t *srv_config(void) { return &S.cfg; }
+
+void srv_read_stats(srv_stats_t *st) {
+  memset(st, 0, sizeof(*st));
+  for (int i = 0; i < S.nworkers; i++) {
+    srv_worker_t *w = &S.workers[i];
+    st->inflight += atomic_load_explicit(&w->n_inflight, memory_order_relaxed);
+    st->requests += atomic_load_explicit(&w->n_requests, memory_order_relaxed);
+    for (int c = 0; c < SRV_CAUSE__COUNT; c++)
+      st->cancels[c] +=
+          atomic_load_explicit(&w->n_cancel[c], memory_order_relaxed);
+  }
+}
+
+/* ---- contexts ----------------------------------------------------------- */
+
+static void *ctx_new(void *arg) {
+  (void)arg;
+  return calloc(1, sizeof(srv_ctx_t));
+}
+static void ctx_free(void *obj, void *arg) {
+  (void)arg;
+  free(obj);
+}
+
+/* GC_ROOTS_STW scanner: every in-flight context's roots. */
+static void scan_contexts(void *arg) {
+  (void)arg;
+  for (int i = 0; i < S.nworkers; i++)
+    for (srv_ctx_t *c = S.workers[i].inflight; c; c = c->next)
+      for (int r = 0; r < SRV_CTX_ROOTS; r++)
+        if (c->roots[r])
+          gc_mark(c->roots[r]);
+}
+
+static srv_ctx_t *ctx_begin(srv_worker_t *w, struct MHD_Connection *conn) {
+  srv_ctx_t *c = gc_pool_get(w->mut, S.ctx_pool);
+  if (!c)
+    return NULL;
+  c->worker = w;
+  c->conn = conn;
+  c->start_ns = bc_now_mono_ns();
+  c->deadline_ns = c->start_ns + S.cfg.request_timeout_ns;
+  c->cause = SRV_CAUSE_NONE;
+  for (int r = 0; r < SRV_CTX_ROOTS; r++)
+    c->roots[r] = NULL;
+  c->prev = NULL;
+  c->next = w->inflight;
+  if (w->inflight)
+    w->inflight->prev = c;
+  w->inflight = c;
+  bump(&w->n_inflight, 1);
+  bump(&w->n_requests, 1);
+  return c;
+}
+
+static void ctx_end(srv_worker_t *w, srv_ctx_t *c, enum srv_cause cause) {
+  c->cause = (uint8_t)cause;
+  if (cause != SRV_CAUSE_COMPLETED)
+    bump(&w->n_cancel[cause], 1);
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    w->inflight = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  for (int r = 0; r < SRV_CTX_ROOTS; r++)
+    c->roots[r] = NULL;
+  c->conn = NULL;
+  bump(&w->n_inflight, -1);
+  gc_pool_put(w->mut, S.ctx_pool, c);
+}
+
+/* ---- MHD callbacks ------------------------------------------------------ */
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
+                                 const char *url, const char *method,
+                                 const char *version, const char *upload,
+                                 size_t *upload_size, void **con_cls) {
+  (void)version;
+  srv_worker_t *w = cls;
+  srv_ctx_t *c = *con_cls;
+  bool first = false;
+  if (!c) {
+    c = ctx_begin(w, conn);
+    if (!c)
+      return MHD_NO; /* out of memory: drop the connection */
+    *con_cls = c;
+    first = true;
+  }
+  return w->handler->access(c, first, url, method, upload, upload_size);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn,
+                         void **con_cls, enum MHD_RequestTerminationCode toe) {
+  (void)conn;
+  srv_worker_t *w = cls;
+  srv_ctx_t *c = *con_cls;
+  if (!c)
+    return;
+  *con_cls = NULL;
+  if (w->handler->completed)
+    w->handler->completed(c, toe);
+  enum srv_cause cause;
+  switch (toe) {
+  case MHD_REQUEST_TERMINATED_COMPLETED_OK:
+    cause = SRV_CAUSE_COMPLETED;
+    break;
+  case MHD_REQUEST_TERMINATED_TIMEOUT_REACHED:
+    cause = SRV_CAUSE_DEADLINE;
+    break;
+  case MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN:
+    cause = SRV_CAUSE_SHUTDOWN;
+    break;
+  default:
+    cause = SRV_CAUSE_CLIENT_GONE;
+    break;
+  }
+  ctx_end(w, c, cause);
+}
+
+/* We decode the path and query ourselves (strictly, keeping %2F and %00
+ * visible), so MHD must hand them over untouched. */
+static size_t unescape_none(void *cls, struct MHD_Connection *c, char *s) {
+  (void)cls;
+  (void)c;
+  return strlen(s);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap) {
+  (void)cls;
+  (void)fmt;
+  (void)ap;
+  /* MHD's messages are per-connection noise (resets, limits); the access
+   * log and counters report what matters. */
+}
+
+/* ---- the loop ----------------------------------------------------------- */
+
+static void on_timer(uv_timer_t *t);
+
+static void pump(srv_worker_t *w) {
+  if (!w->daemon)
+    return;
+  for (int i = 0; i < 8; i++) {
+    MHD_run(w->daemon);
+    MHD_UNSIGNED_LONG_LONG to;
+    if (MHD_get_timeout(w->daemon, &to) != MHD_YES) {
+      uv_timer_stop(&w->timer);
+      return;
+    }
+    if (to > 0) {
+      uv_timer_start(&w->timer, on_timer, to, 0);
+      return;
+    }
+  }
+  uv_timer_start(&w->timer, on_timer, 0, 0);
+}
+
+static void on_timer(uv_timer_t *t) { pump(t->data); }
+
+static void on_poll(uv_poll_t *p, int status, int events) {
+  (void)status;
+  (void)events;
+  pump(p->data);
+}
+
+static void stop_daemon(srv_worker_t *w) {
+  if (!w->daemon)
+    return;
+  uv_poll_stop(&w->poll);
+  MHD_stop_daemon(w->daemon); /* in-flight requests end: shutdown cause */
+  w->daemon = NULL;
+  w->stopping = true;
+  uv_close((uv_handle_t *)&w->poll, NULL);
+  uv_close((uv_handle_t *)&w->timer, NULL);
+  uv_close((uv_handle_t *)&w->drain_timer, NULL);
+  uv_close((uv_handle_t *)&w->async, NULL);
+}
+
+static void on_drain_tick(uv_timer_t *t) {
+  srv_worker_t *w = t->data;
+  if (atomic_load_explicit(&w->n_inflight, memory_order_relaxed) == 0 ||
+      bc_now_mono_ns() >= w->drain_deadline_ns)
+    stop_daemon(w);
+}
+
+static void on_async(uv_async_t *a) {
+  srv_worker_t *w = a->data;
+  int cmd = atomic_exchange(&w->cmd, CMD_NONE);
+  if (cmd == CMD_DRAIN && !w->quiesced && w->daemon) {
+    MHD_quiesce_daemon(w->daemon);
+    w->quiesced = true;
+    w->drain_deadline_ns = bc_now_mono_ns() + S.cfg.drain_timeout_ns;
+    uv_timer_start(&w->drain_timer, on_drain_tick, 0, 10);
+    pump(w);
+  } else if (cmd == CMD_STOP) {
+    stop_daemon(w);
+  }
+}
+
+static void worker_main(void *arg) {
+  srv_worker_t *w = arg;
+  w->mut = gc_mutator_new();
+  if (!w->mut) {
+    w->start_rc = BC_ENOMEM;
+    uv_sem_post(&w->ready);
+    return;
+  }
+  gc_mutator_unpark(w->mut);
+  uv_loop_init(&w->loop);
+  unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_USE_TURBO;
+  w->daemon = MHD_start_daemon(
+      flags, 0, NULL, NULL, on_access, w, MHD_OPTION_LISTEN_SOCKET,
+      (MHD_socket)w->listen_fd, MHD_OPTION_CONNECTION_LIMIT,
+      (unsigned int)w->conn_limit, MHD_OPTION_CONNECTION_TIMEOUT,
+      (unsigned int)((S.cfg.idle_timeout_ns + 999999999) / 1000000000),
+      MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)S.cfg.conn_memory,
+      MHD_OPTION_NOTIFY_COMPLETED, on_completed, w,
+      MHD_OPTION_UNESCAPE_CALLBACK, unescape_none, NULL,
+      MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+  if (!w->daemon) {
+    w->start_rc = BC_EIO;
+    gc_mutator_park(w->mut);
+    gc_mutator_free(w->mut);
+    w->mut = NULL;
+    uv_loop_close(&w->loop);
+    uv_sem_post(&w->ready);
+    return;
+  }
+  const union MHD_DaemonInfo *di =
+      MHD_get_daemon_info(w->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+  uv_poll_init(&w->loop, &w->poll, di->epoll_fd);
+  w->poll.data = w;
+  uv_poll_start(&w->poll, UV_READABLE, on_poll);
+  uv_timer_init(&w->loop, &w->timer);
+  w->timer.data = w;
+  uv_timer_init(&w->loop, &w->drain_timer);
+  w->drain_timer.data = w;
+  uv_async_init(&w->loop, &w->async, on_async);
+  w->async.data = w;
+  pump(w);
+  uv_sem_post(&w->ready);
+
+  int bfd = uv_backend_fd(&w->loop);
+  for (;;) {
+    gc_mutator_park(w->mut);
+    struct epoll_event ev;
+    int to = uv_backend_timeout(&w->loop);
+    if (to != 0) {
+      int n;
+      do
+        n = epoll_wait(bfd, &ev, 1, to);
+      while (n < 0 && errno == EINTR);
+    }
+    gc_mutator_unpark(w->mut);
+    if (!uv_run(&w->loop, UV_RUN_NOWAIT) && w->stopping)
+      break;
+  }
+  uv_loop_close(&w->loop);
+  gc_mutator_free(w->mut);
+}
+
+/* ---- listeners ---------------------------------------------------------- */
+
+static int bind_listener(const srv_addr_t *a, uint16_t *bound_port) {
+  struct addrinfo hints = {0}, *res = NULL;
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  char port[8];
+  snprintf(port, sizeof(port), "%u", a->port);
+  int rc = getaddrinfo(a->host, port, &hints, &res);
+  if (rc != 0) {
+    fprintf(stderr, "bufcache: cannot resolve %s: %s\n", a->host,
+            gai_strerror(rc));
+    return -1;
+  }
+  int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                  0);
+  if (fd < 0) {
+    freeaddrinfo(res);
+    return -1;
+  }
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+  if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 4096) != 0) {
+    fprintf(stderr, "bufcache: cannot listen on %s:%u: %s\n", a->host,
+            a->port, strerror(errno));
+    close(fd);
+    freeaddrinfo(res);
+    return -1;
+  }
+  freeaddrinfo(res);
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof(ss);
+  getsockname(fd, (struct sockaddr *)&ss, &sl);
+  *bound_port = ntohs(ss.ss_family == AF_INET6
+                          ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                          : ((struct sockaddr_in *)&ss)->sin_port);
+  return fd;
+}
+
+static uint64_t raise_fd_limit(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+    return 1024;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    getrlimit(RLIMIT_NOFILE, &rl);
+  }
+  return rl.rlim_cur;
+}
+
+/* ---- signals and the run ------------------------------------------------ */
+
+static void post(srv_worker_t *w, int cmd) {
+  atomic_store(&w->cmd, cmd);
+  uv_async_send(&w->async);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+  (void)h;
+  if (atomic_exchange(&S.draining, 1))
+    return;
+  fprintf(stdout, "bufcache: %s: draining (up to %.1fs)\n",
+          signum == SIGTERM ? "SIGTERM" : "SIGINT",
+          (double)S.cfg.drain_timeout_ns / 1e9);
+  fflush(stdout);
+  for (int i = 0; i < S.nworkers - 1; i++)
+    post(&S.workers[i], CMD_DRAIN);
+  uv_signal_stop(&S.sigterm);
+  uv_signal_stop(&S.sigint);
+  uv_close((uv_handle_t *)&S.sigterm, NULL);
+  uv_close((uv_handle_t *)&S.sigint, NULL);
+}
+
+static int start_worker(srv_worker_t *w) {
+  uv_sem_init(&w->ready, 0);
+  if (uv_thread_create(&w->thread, worker_main, w) != 0)
+    return BC_ENOMEM;
+  uv_sem_wait(&w->ready);
+  uv_sem_destroy(&w->ready);
+  return w->start_rc;
+}
+
+int srv_run(const srv_config_t *cfg, const srv_handler_t *data,
+            const srv_handler_t *admin) {
+  S.cfg = *cfg;
+  signal(SIGPIPE, SIG_IGN);
+  uint64_t fdlim = raise_fd_limit();
+  uint64_t reserve = 64 + 8 * (uint64_t)cfg->workers;
+  uint64_t maxconn = cfg->max_connections;
+  if (fdlim > reserve && maxconn > fdlim - reserve) {
+    maxconn = fdlim - reserve;
+    fprintf(stdout,
+            "bufcache: max-connections lowered to %llu (open files limit "
+            "%llu)\n",
+            (unsigned long long)maxconn, (unsigned long long)fdlim);
+  }
+  S.ctx_pool = gc_pool_new("request_ctx", ctx_new, ctx_free, NULL);
+  if (!S.ctx_pool)
+    return 1;
+  gc_register_roots(GC_ROOTS_STW, scan_contexts, NULL);
+
+  uint16_t dport, aport;
+  S.data_fd = bind_listener(&cfg->listen, &dport);
+  if (S.data_fd < 0)
+    return 1;
+  S.admin_fd = bind_listener(&cfg->admin_listen, &aport);
+  if (S.admin_fd < 0)
+    return 1;
+
+  S.nworkers = cfg->workers + 1;
+  S.workers = aligned_alloc(BC_CACHELINE,
+                            (size_t)S.nworkers * sizeof(srv_worker_t));
+  memset(S.workers, 0, (size_t)S.nworkers * sizeof(srv_worker_t));
+  for (int i = 0; i < S.nworkers; i++) {
+    srv_worker_t *w = &S.workers[i];
+    w->id = i;
+    w->admin = i == cfg->workers;
+    w->listen_fd = w->admin ? S.admin_fd : S.data_fd;
+    w->handler = w->admin ? admin : data;
+    w->conn_limit = w->admin ? 256
+                             : (unsigned)((maxconn + (uint64_t)cfg->workers -
+                                           1) /
+                                          (uint64_t)cfg->workers);
+  }
+  for (int i = 0; i < S.nworkers; i++) {
+    if (start_worker(&S.workers[i]) != 0) {
+      fprintf(stderr, "bufcache: worker %d failed to start\n", i);
+      _exit(1);
+    }
+  }
+  const char *dh = cfg->listen.host, *ah = cfg->admin_listen.host;
+  bool d6 = strchr(dh, ':') != NULL, a6 = strchr(ah, ':') != NULL;
+  fprintf(stdout,
+          "bufcache: listening on http://%s%s%s:%u (data, %d workers)\n"
+          "bufcache: listening on http://%s%s%s:%u (admin)\n",
+          d6 ? "[" : "", dh, d6 ? "]" : "", dport, cfg->workers, a6 ? "[" : "",
+          ah, a6 ? "]" : "", aport);
+  fflush(stdout);
+
+  uv_loop_init(&S.main_loop);
+  uv_signal_init(&S.main_loop, &S.sigterm);
+  uv_signal_init(&S.main_loop, &S.sigint);
+  uv_signal_start(&S.sigterm, on_signal, SIGTERM);
+  uv_signal_start(&S.sigint, on_signal, SIGINT);
+  uv_run(&S.main_loop, UV_RUN_DEFAULT);
+  uv_loop_close(&S.main_loop);
+
+  /* drain: data workers first, then the listener, then the admin worker */
+  for (int i = 0; i < S.nworkers - 1; i++)
+    uv_thread_join(&S.workers[i].thread);
+  close(S.data_fd);
+  post(&S.workers[S.nworkers - 1], CMD_STOP);
+  uv_thread_join(&S.workers[S.nworkers - 1].thread);
+  close(S.admin_fd);
+  srv_stats_t st;
+  srv_read_stats(&st);
+  fprintf(stdout,
+          "bufcache: stopped (%llu requests, %llu ended by shutdown)\n",
+          (unsigned long long)st.requests,
+          (unsigned long long)st.cancels[SRV_CAUSE_SHUTDOWN]);
+  fflush(stdout);
+  free(S.workers);
+  S.workers = NULL;
+  S.nworkers = 0;
+  return 0;
+}
