@@ -55,7 +55,7 @@ enum MHD_Result api__error(srv_ctx_t *ctx, enum api_error err,
   if (err == API_ERR_METHOD)
     MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW,
                             A.allow_for_route[api__req(ctx)->route]);
-  enum MHD_Result rc = MHD_queue_response(ctx->conn, errtab[err].status, r);
+  enum MHD_Result rc = api__queue(ctx, errtab[err].status, r);
   MHD_destroy_response(r);
   api__req(ctx)->answered = 1;
   return rc;
@@ -206,6 +206,7 @@ static int ttl_from_query(srv_ctx_t *ctx, uint64_t *expires_ns) {
 /* ---- PUT ------------------------------------------------------------------ */
 
 #define CHUNKED_INITIAL_CAP ((uint64_t)64 << 10)
+#define OVERSIZE_DISCARD_MAX ((uint64_t)16 << 20)
 
 static enum MHD_Result put_begin(srv_ctx_t *ctx, req_t *r, const char *url) {
   struct MHD_Connection *c = ctx->conn;
@@ -290,12 +291,21 @@ static enum MHD_Result put_data(srv_ctx_t *ctx, req_t *r, const char *data,
   cache_entry_t *e = ctx->roots[0];
   uint64_t n = *size;
   uint64_t max = srv_config()->max_value_size;
-  if (r->received + n > max) {
-    /* a chunked body past the limit: there is no way to answer mid-body in
-     * libmicrohttpd 0.9.75; close the connection, store nothing */
+  if (r->oversize || r->received + n > max) {
+    /* A chunked body past the limit. libmicrohttpd 0.9.75 cannot queue an
+     * answer mid-body, so drop the upload (it is garbage now), discard what
+     * keeps coming up to a bound, and answer 413 with Connection: close when
+     * the body ends; a body that goes on past the bound gets the connection
+     * closed instead. Nothing is stored either way. */
     ctx->roots[0] = NULL;
-    A.oversize_closed++;
-    return MHD_NO;
+    r->oversize = 1;
+    r->discarded += n;
+    *size = 0;
+    if (r->discarded > OVERSIZE_DISCARD_MAX) {
+      A.oversize_closed++;
+      return MHD_NO;
+    }
+    return MHD_YES;
   }
   if (r->received + n > r->cap) {
     uint64_t ncap = r->cap * 2;
@@ -319,6 +329,12 @@ static enum MHD_Result put_data(srv_ctx_t *ctx, req_t *r, const char *data,
 }
 
 static enum MHD_Result put_end(srv_ctx_t *ctx, req_t *r) {
+  if (r->oversize) {
+    char msg[96];
+    snprintf(msg, sizeof(msg), "chunked value is over the limit of %llu bytes",
+             (unsigned long long)srv_config()->max_value_size);
+    return api__error(ctx, API_ERR_TOO_LARGE, msg, API_CLOSE);
+  }
   cache_entry_t *e = ctx->roots[0];
   if (r->chunked && r->cap - r->received > r->received / 8 + 256) {
     int err;
@@ -337,8 +353,7 @@ static enum MHD_Result put_end(srv_ctx_t *ctx, req_t *r) {
   if (!resp)
     return MHD_NO;
   MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, etag);
-  enum MHD_Result rc = MHD_queue_response(
-      ctx->conn, replaced ? MHD_HTTP_NO_CONTENT : MHD_HTTP_CREATED, resp);
+  enum MHD_Result rc = api__queue(ctx, replaced ? MHD_HTTP_NO_CONTENT : MHD_HTTP_CREATED, resp);
   MHD_destroy_response(resp);
   return rc;
 }
@@ -389,12 +404,12 @@ static enum MHD_Result get(srv_ctx_t *ctx, const char *url) {
       if (resp != mine)
         MHD_destroy_response(mine);
     }
-    return MHD_queue_response(ctx->conn, MHD_HTTP_OK, resp);
+    return api__queue(ctx, MHD_HTTP_OK, resp);
   }
   struct MHD_Response *resp = build_get_response(e, now);
   if (!resp)
     return api__error(ctx, API_ERR_OUT_OF_MEMORY, "out of memory", 0);
-  enum MHD_Result rc = MHD_queue_response(ctx->conn, MHD_HTTP_OK, resp);
+  enum MHD_Result rc = api__queue(ctx, MHD_HTTP_OK, resp);
   MHD_destroy_response(resp);
   return rc;
 }
@@ -406,14 +421,14 @@ static enum MHD_Result del(srv_ctx_t *ctx, const char *url) {
     return MHD_YES;
   if (cache_delete(A.cache, key, (size_t)klen, bc_now_mono_ns()) != 0)
     return api__error(ctx, API_ERR_NOT_FOUND, "no such key", 0);
-  return MHD_queue_response(ctx->conn, MHD_HTTP_NO_CONTENT, A.empty);
+  return api__queue(ctx, MHD_HTTP_NO_CONTENT, A.empty);
 }
 
 enum MHD_Result api__health(srv_ctx_t *ctx, uint8_t route) {
   if (route == R_READYZ && srv_draining())
-    return MHD_queue_response(ctx->conn, MHD_HTTP_SERVICE_UNAVAILABLE,
+    return api__queue(ctx, MHD_HTTP_SERVICE_UNAVAILABLE,
                               A.draining);
-  return MHD_queue_response(ctx->conn, MHD_HTTP_OK, A.ok);
+  return api__queue(ctx, MHD_HTTP_OK, A.ok);
 }
 
 /* ---- the access handler --------------------------------------------------- */
@@ -468,7 +483,15 @@ static enum MHD_Result data_access(srv_ctx_t *ctx, bool first, const char *url,
   return api__error(ctx, API_ERR_NO_ROUTE, "no such route", 0);
 }
 
-const srv_handler_t api_data_handler = {data_access, NULL};
+const srv_handler_t api_data_handler = {data_access, api__observe};
+
+/* Per-request metrics land here; api/metrics.c replaces this when the
+ * Prometheus exposition exists. */
+__attribute__((weak)) void api__observe(srv_ctx_t *ctx,
+                                        enum MHD_RequestTerminationCode toe) {
+  (void)ctx;
+  (void)toe;
+}
 
 /* ---- set-up --------------------------------------------------------------- */
 

@@ -42,8 +42,10 @@ enum { API_CLOSE = 1 };
 
 /* Per-request state kept in srv_ctx_t.api. */
 typedef struct req {
-  uint8_t route, method, answered, chunked;
+  uint8_t route, method, answered, chunked, oversize;
+  uint16_t status;    /* the status queued, for metrics and logs */
   uint64_t received; /* value bytes received */
+  uint64_t discarded; /* body bytes dropped after the value went over */
   uint64_t cap;      /* value capacity of the upload entry (ctx->roots[0]) */
   uint64_t expires_ns;
 } req_t;
@@ -61,6 +63,18 @@ typedef struct api_state {
 } api_state_t;
 
 extern api_state_t api__state;
+
+/* Queues resp with status on the request's connection and records the
+ * status in the request (every answer goes through here). */
+static inline enum MHD_Result api__queue(srv_ctx_t *ctx, unsigned status,
+                                         struct MHD_Response *resp) {
+  api__req(ctx)->status = (uint16_t)status;
+  return MHD_queue_response(ctx->conn, status, resp);
+}
+
+/* Called once per finished request (both listeners) with its route, status
+ * (0 if none was queued), duration and end cause: feeds /metrics. */
+void api__observe(srv_ctx_t *ctx, enum MHD_RequestTerminationCode toe);
 
 enum MHD_Result api__error(srv_ctx_t *ctx, enum api_error err,
                            const char *message, unsigned flags);

@@ -160,7 +160,7 @@ static enum MHD_Result send_json(srv_ctx_t *ctx, unsigned status, json_t *j) {
     return MHD_NO;
   }
   MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-  enum MHD_Result rc = MHD_queue_response(ctx->conn, status, r);
+  enum MHD_Result rc = api__queue(ctx, status, r);
   MHD_destroy_response(r);
   return rc;
 }
@@ -238,4 +238,4 @@ static enum MHD_Result admin_access(srv_ctx_t *ctx, bool first,
   }
 }
 
-const srv_handler_t api_admin_handler = {admin_access, NULL};
+const srv_handler_t api_admin_handler = {admin_access, api__observe};
