@@ -165,6 +165,27 @@ static int check_framing(srv_ctx_t *ctx) {
   return 0;
 }
 
+/* X-Request-Timeout: a Go duration, capped by --max-request-timeout, moves
+ * the request's deadline. 0, or an error already queued. */
+int api__request_timeout(srv_ctx_t *ctx) {
+  const char *v = MHD_lookup_connection_value(ctx->conn, MHD_HEADER_KIND,
+                                              "X-Request-Timeout");
+  if (!v)
+    return 0;
+  uint64_t ns;
+  if (bc_parse_duration(v, strlen(v), false, &ns) != 0 || ns == 0) {
+    api__error(ctx, API_ERR_BAD_TIMEOUT,
+               "X-Request-Timeout must be a positive Go duration (500ms, 2s)",
+               API_CLOSE);
+    return -1;
+  }
+  uint64_t cap = srv_config()->max_request_timeout_ns;
+  if (ns > cap)
+    ns = cap;
+  srv_context_set_deadline(&ctx->cx, ctx->start_ns + ns);
+  return 0;
+}
+
 /* ---- keys and TTLs -------------------------------------------------------- */
 
 static long key_from_url(srv_ctx_t *ctx, const char *url, char *key) {
@@ -324,6 +345,7 @@ static enum MHD_Result put_data(srv_ctx_t *ctx, req_t *r, const char *data,
   }
   memcpy(cache_entry_value(e) + r->received, data, n);
   r->received += n;
+  ctx->bytes_in = r->received;
   *size = 0;
   return MHD_YES;
 }
@@ -441,10 +463,14 @@ static enum MHD_Result data_access(srv_ctx_t *ctx, bool first, const char *url,
     memset(r, 0, sizeof(*r));
     r->method = parse_method(method);
     r->route = route_data(url);
+    ctx->method_id = r->method;
+    ctx->route_id = r->route;
     if (r->route != R_NOTFOUND && !method_allowed(r->route, r->method)) {
       api__error(ctx, API_ERR_METHOD, "method not allowed", API_CLOSE);
       return MHD_YES;
     }
+    if (api__request_timeout(ctx))
+      return MHD_YES;
     if (r->route == R_BUFFER && r->method == M_PUT)
       return put_begin(ctx, r, url);
     if (check_framing(ctx))

@@ -24,6 +24,7 @@ enum {
   X(API_ERR_BAD_KEY, 400, "bad_key")                                           \
   X(API_ERR_BAD_TTL, 400, "bad_ttl")                                           \
   X(API_ERR_BAD_FRAMING, 400, "bad_framing")                                   \
+  X(API_ERR_BAD_TIMEOUT, 400, "bad_timeout")                                   \
   X(API_ERR_NOT_FOUND, 404, "not_found")                                       \
   X(API_ERR_NO_ROUTE, 404, "no_route")                                         \
   X(API_ERR_METHOD, 405, "method_not_allowed")                                 \
@@ -69,6 +70,7 @@ extern api_state_t api__state;
 static inline enum MHD_Result api__queue(srv_ctx_t *ctx, unsigned status,
                                          struct MHD_Response *resp) {
   api__req(ctx)->status = (uint16_t)status;
+  ctx->status = (uint16_t)status;
   return MHD_queue_response(ctx->conn, status, resp);
 }
 
@@ -80,6 +82,7 @@ enum MHD_Result api__error(srv_ctx_t *ctx, enum api_error err,
                            const char *message, unsigned flags);
 enum api_error api__error_from_bc(int err);
 enum MHD_Result api__health(srv_ctx_t *ctx, uint8_t route);
+int api__request_timeout(srv_ctx_t *ctx);
 uint8_t api__route_admin(const char *url);
 uint8_t api__debug_route(const char *url);
 void api__debug_init(void);

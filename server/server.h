@@ -54,19 +54,81 @@ enum srv_cause {
   SRV_CAUSE__COUNT
 };
 
+/* ---- contexts (Go's context.Context, for one worker thread) ---------------
+ * A context carries a deadline, a cancellation cause and values, and forms a
+ * tree: cancelling a context cancels its children first-to-last, then runs
+ * its done callback. Every context belongs to one worker and is touched only
+ * on that worker's thread (work done elsewhere posts back to the worker).
+ * Contexts come from the worker's pool; creating one allocates nothing in
+ * steady state. Deadlines are kept in one sorted list per worker under one
+ * uv_timer_t: no syscall per request.
+ */
+typedef struct srv_context srv_context_t;
+typedef void (*srv_done_fn)(srv_context_t *c, void *arg);
+
+#define SRV_CONTEXT_VALUES 4
+
+struct srv_context {
+  void *pool_link; /* first word: the pool's free-list link */
+  srv_worker_t *worker;
+  srv_context_t *parent, *children, *sib_prev, *sib_next;
+  srv_context_t *dl_prev, *dl_next; /* the worker's deadline list */
+  uint64_t deadline_ns;             /* CLOCK_MONOTONIC; 0 = none */
+  uint8_t cause;                    /* SRV_CAUSE_NONE while live */
+  uint8_t on_deadline_list, nvalues, kind;
+  srv_done_fn done;
+  void *done_arg;
+  struct {
+    const void *key;
+    void *val;
+  } values[SRV_CONTEXT_VALUES];
+};
+
+/* The worker's root context: never cancelled before shutdown. */
+srv_context_t *srv_context_background(srv_worker_t *w);
+/* Children. NULL when the pool and malloc are both out of memory. A child of
+ * a cancelled parent is born cancelled with the parent's cause. */
+srv_context_t *srv_context_with_cancel(srv_context_t *parent);
+srv_context_t *srv_context_with_deadline(srv_context_t *parent,
+                                         uint64_t deadline_ns);
+srv_context_t *srv_context_with_timeout(srv_context_t *parent,
+                                        uint64_t timeout_ns);
+/* Cancels c (first cause wins) and its children, runs done callbacks. */
+void srv_context_cancel(srv_context_t *c, enum srv_cause cause);
+/* Ends a child made by srv_context_with_*: cancels it (cause completed) if
+ * it is still live, detaches it, returns it to the pool. */
+void srv_context_release(srv_context_t *c);
+/* One done callback per context; set it before the context can end. If c is
+ * already done, fn runs now. */
+void srv_context_on_done(srv_context_t *c, srv_done_fn fn, void *arg);
+static inline enum srv_cause srv_context_cause(const srv_context_t *c) {
+  return (enum srv_cause)c->cause;
+}
+/* Values die with the context; lookups walk up to the root. 0 or BC_ENOMEM
+ * (no free slot). */
+int srv_context_set_value(srv_context_t *c, const void *key, void *val);
+void *srv_context_value(const srv_context_t *c, const void *key);
+/* Moves c's deadline (to an earlier or later time; 0 removes it). */
+void srv_context_set_deadline(srv_context_t *c, uint64_t deadline_ns);
+
 #define SRV_CTX_ROOTS 2
 #define SRV_CTX_API_BYTES 640
 
-/* One per request, from the worker's pool. Owned by the worker thread.
- * roots[] are gc roots: the collector scans them while the world is stopped
- * (the entry being served, the upload buffer). */
+/* One per request: a context (cx, child of the worker's background) plus
+ * the request's state. Owned by the worker thread. roots[] are gc roots: the
+ * collector scans them while the world is stopped (the entry being served,
+ * the upload buffer). When cx's deadline passes, the server answers 408 if
+ * nothing was queued yet (else it cuts the connection), and the request ends
+ * with the deadline cause. */
 typedef struct srv_ctx {
-  void *pool_link; /* first word: the pool's free-list link */
+  srv_context_t cx; /* first: shares the pool link */
   srv_worker_t *worker;
   struct MHD_Connection *conn;
   struct srv_ctx *prev, *next; /* the worker's in-flight list */
-  uint64_t start_ns, deadline_ns;
-  uint8_t cause;
+  uint64_t start_ns;
+  uint64_t bytes_in, bytes_out; /* body bytes, as the handler reports */
+  uint16_t status;              /* status queued (0 = none yet) */
+  uint8_t method_id, route_id;  /* the handler's, for listings */
   void *roots[SRV_CTX_ROOTS];
   /* opaque per-request state for the handler (api) */
   _Alignas(16) unsigned char api[SRV_CTX_API_BYTES];
@@ -86,7 +148,7 @@ typedef struct srv_handler {
 
 /* ---- workers -------------------------------------------------------------- */
 
-gc_mutator_t *srv_worker_mutator(const srv_worker_t *w); /* NULL for admin */
+gc_mutator_t *srv_worker_mutator(const srv_worker_t *w);
 int srv_worker_id(const srv_worker_t *w);
 bool srv_worker_is_admin(const srv_worker_t *w);
 

@@ -51,32 +51,7 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "server.h"
-
-struct srv_worker {
-  int id;
-  bool admin;
-  uv_thread_t thread;
-  uv_loop_t loop;
-  uv_poll_t poll;
-  uv_timer_t timer;
-  uv_timer_t drain_timer;
-  uv_async_t async;
-  struct MHD_Daemon *daemon;
-  int listen_fd;
-  unsigned conn_limit;
-  const srv_handler_t *handler;
-  gc_mutator_t *mut;
-  srv_ctx_t *inflight; /* doubly linked; owner thread (and STW scans) */
-  _Atomic int cmd;     /* CMD_* posted by the main thread */
-  bool quiesced, stopping;
-  uint64_t drain_deadline_ns;
-  uv_sem_t ready;
-  int start_rc;
-  /* counters: owner writes (relaxed), anyone reads */
-  _Atomic uint64_t n_inflight, n_requests;
-  _Atomic uint64_t n_cancel[SRV_CAUSE__COUNT];
-} BC_ALIGNED_CL;
+#include "server_internal.h"
 
 enum { CMD_NONE = 0, CMD_DRAIN = 1, CMD_STOP = 2 };
 
@@ -89,6 +64,8 @@ static struct {
   uv_loop_t main_loop;
   uv_signal_t sigterm, sigint;
   int data_fd, admin_fd;
+  char deadline_408[256];
+  size_t deadline_408_len;
 } S;
 
 static inline void bump(_Atomic uint64_t *c, int64_t d) {
@@ -121,6 +98,10 @@ static void *ctx_new(void *arg) {
   (void)arg;
   return calloc(1, sizeof(srv_ctx_t));
 }
+static void *context_new(void *arg) {
+  (void)arg;
+  return calloc(1, sizeof(srv_context_t));
+}
 static void ctx_free(void *obj, void *arg) {
   (void)arg;
   free(obj);
@@ -136,6 +117,36 @@ static void scan_contexts(void *arg) {
           gc_mark(c->roots[r]);
 }
 
+static void on_timer(uv_timer_t *t);
+
+/* The deadline of a request passed: answer 408 if nothing was queued yet,
+ * then cut the connection; MHD sees the shutdown on its next run and ends
+ * the request (its cause stays "deadline"). We write the 408 ourselves
+ * because libmicrohttpd 0.9.75 cannot queue a response while a body is
+ * arriving. */
+static void on_request_done(srv_context_t *cx, void *arg) {
+  (void)arg;
+  if (cx->cause != SRV_CAUSE_DEADLINE)
+    return;
+  srv_ctx_t *c = (srv_ctx_t *)cx;
+  srv_worker_t *w = c->worker;
+  const union MHD_ConnectionInfo *ci =
+      c->conn ? MHD_get_connection_info(c->conn,
+                                        MHD_CONNECTION_INFO_CONNECTION_FD)
+              : NULL;
+  if (ci && ci->connect_fd >= 0) {
+    if (c->status == 0) {
+      ssize_t n = send(ci->connect_fd, S.deadline_408, S.deadline_408_len,
+                       MSG_NOSIGNAL | MSG_DONTWAIT);
+      (void)n; /* best effort: the connection is cut either way */
+      c->status = 408;
+    }
+    shutdown(ci->connect_fd, SHUT_RDWR);
+  }
+  if (w->daemon)
+    uv_timer_start(&w->timer, on_timer, 0, 0);
+}
+
 static srv_ctx_t *ctx_begin(srv_worker_t *w, struct MHD_Connection *conn) {
   srv_ctx_t *c = gc_pool_get(w->mut, S.ctx_pool);
   if (!c)
@@ -143,8 +154,12 @@ static srv_ctx_t *ctx_begin(srv_worker_t *w, struct MHD_Connection *conn) {
   c->worker = w;
   c->conn = conn;
   c->start_ns = bc_now_mono_ns();
-  c->deadline_ns = c->start_ns + S.cfg.request_timeout_ns;
-  c->cause = SRV_CAUSE_NONE;
+  srv__context_init(&c->cx, &w->background,
+                    c->start_ns + S.cfg.request_timeout_ns);
+  c->cx.done = on_request_done;
+  c->bytes_in = c->bytes_out = 0;
+  c->status = 0;
+  c->method_id = c->route_id = 0;
   for (int r = 0; r < SRV_CTX_ROOTS; r++)
     c->roots[r] = NULL;
   c->prev = NULL;
@@ -157,10 +172,11 @@ static srv_ctx_t *ctx_begin(srv_worker_t *w, struct MHD_Connection *conn) {
   return c;
 }
 
-static void ctx_end(srv_worker_t *w, srv_ctx_t *c, enum srv_cause cause) {
-  c->cause = (uint8_t)cause;
+static void ctx_end(srv_worker_t *w, srv_ctx_t *c) {
+  enum srv_cause cause = (enum srv_cause)c->cx.cause;
   if (cause != SRV_CAUSE_COMPLETED)
     bump(&w->n_cancel[cause], 1);
+  srv__context_detach(&c->cx);
   if (c->prev)
     c->prev->next = c->next;
   else
@@ -190,6 +206,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
       return MHD_NO; /* out of memory: drop the connection */
     *con_cls = c;
     first = true;
+  } else if (BC_UNLIKELY(c->cx.cause != SRV_CAUSE_NONE)) {
+    return MHD_NO; /* cancelled (deadline): the connection is being cut */
   }
   return w->handler->access(c, first, url, method, upload, upload_size);
 }
@@ -202,8 +220,6 @@ static void on_completed(void *cls, struct MHD_Connection *conn,
   if (!c)
     return;
   *con_cls = NULL;
-  if (w->handler->completed)
-    w->handler->completed(c, toe);
   enum srv_cause cause;
   switch (toe) {
   case MHD_REQUEST_TERMINATED_COMPLETED_OK:
@@ -219,7 +235,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn,
     cause = SRV_CAUSE_CLIENT_GONE;
     break;
   }
-  ctx_end(w, c, cause);
+  srv_context_cancel(&c->cx, cause); /* no-op if the deadline came first */
+  if (w->handler->completed)
+    w->handler->completed(c, toe);
+  ctx_end(w, c);
 }
 
 /* We decode the path and query ourselves (strictly, keeping %2F and %00
@@ -239,8 +258,6 @@ static void mhd_log(void *cls, const char *fmt, va_list ap) {
 }
 
 /* ---- the loop ----------------------------------------------------------- */
-
-static void on_timer(uv_timer_t *t);
 
 static void pump(srv_worker_t *w) {
   if (!w->daemon)
@@ -275,6 +292,7 @@ static void stop_daemon(srv_worker_t *w) {
   MHD_stop_daemon(w->daemon); /* in-flight requests end: shutdown cause */
   w->daemon = NULL;
   w->stopping = true;
+  srv__contexts_close(w);
   uv_close((uv_handle_t *)&w->poll, NULL);
   uv_close((uv_handle_t *)&w->timer, NULL);
   uv_close((uv_handle_t *)&w->drain_timer, NULL);
@@ -312,6 +330,7 @@ static void worker_main(void *arg) {
   }
   gc_mutator_unpark(w->mut);
   uv_loop_init(&w->loop);
+  srv__contexts_init(w);
   unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_USE_TURBO;
   w->daemon = MHD_start_daemon(
       flags, 0, NULL, NULL, on_access, w, MHD_OPTION_LISTEN_SOCKET,
@@ -324,6 +343,8 @@ static void worker_main(void *arg) {
       MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
   if (!w->daemon) {
     w->start_rc = BC_EIO;
+    uv_close((uv_handle_t *)&w->dl_timer, NULL);
+    uv_run(&w->loop, UV_RUN_NOWAIT);
     gc_mutator_park(w->mut);
     gc_mutator_free(w->mut);
     w->mut = NULL;
@@ -464,8 +485,17 @@ int srv_run(const srv_config_t *cfg, const srv_handler_t *data,
             (unsigned long long)maxconn, (unsigned long long)fdlim);
   }
   S.ctx_pool = gc_pool_new("request_ctx", ctx_new, ctx_free, NULL);
-  if (!S.ctx_pool)
+  srv__context_pool = gc_pool_new("context", context_new, ctx_free, NULL);
+  if (!S.ctx_pool || !srv__context_pool)
     return 1;
+  static const char body408[] =
+      "{\"error\":{\"code\":\"deadline_exceeded\",\"message\":\"the "
+      "request's deadline passed before it completed\"}}";
+  S.deadline_408_len = (size_t)snprintf(
+      S.deadline_408, sizeof(S.deadline_408),
+      "HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
+      "Connection: close\r\nContent-Length: %zu\r\n\r\n%s",
+      sizeof(body408) - 1, body408);
   gc_register_roots(GC_ROOTS_STW, scan_contexts, NULL);
 
   uint16_t dport, aport;

@@ -1,0 +1,51 @@
+/* server_internal.h - the worker struct and what the server/ sources share. */
+#ifndef SERVER_INTERNAL_H
+#define SERVER_INTERNAL_H
+
+#include <uv.h>
+
+#include "server.h"
+
+struct srv_worker {
+  int id;
+  bool admin;
+  uv_thread_t thread;
+  uv_loop_t loop;
+  uv_poll_t poll;
+  uv_timer_t timer;
+  uv_timer_t drain_timer;
+  uv_async_t async;
+  struct MHD_Daemon *daemon;
+  int listen_fd;
+  unsigned conn_limit;
+  const srv_handler_t *handler;
+  gc_mutator_t *mut;
+  srv_ctx_t *inflight; /* doubly linked; owner thread (and STW scans) */
+  _Atomic int cmd;     /* CMD_* posted by the main thread */
+  bool quiesced, stopping;
+  uint64_t drain_deadline_ns;
+  uv_sem_t ready;
+  int start_rc;
+  /* counters: owner writes (relaxed), anyone reads */
+  _Atomic uint64_t n_inflight, n_requests;
+  _Atomic uint64_t n_cancel[SRV_CAUSE__COUNT];
+  /* contexts: the root, and the deadline list (sorted, earliest first) under
+   * one timer armed for its head */
+  srv_context_t background;
+  srv_context_t *dl_head, *dl_tail;
+  uv_timer_t dl_timer;
+  uint64_t dl_armed_ns; /* deadline the timer is armed for; 0 = none */
+} BC_ALIGNED_CL;
+
+
+extern gc_pool_t *srv__context_pool;
+
+void srv__contexts_init(srv_worker_t *w);
+void srv__contexts_close(srv_worker_t *w);
+/* Initialises an embedded context as a child of parent. */
+void srv__context_init(srv_context_t *c, srv_context_t *parent,
+                       uint64_t deadline_ns);
+/* Detaches an ended embedded context from its parent and the timer list. */
+void srv__context_detach(srv_context_t *c);
+
+#endif
