@@ -49,11 +49,11 @@ static json_t *memstats_json(void) {
   const srv_config_t *cfg = srv_config();
   uint64_t nthreads = (uint64_t)cfg->workers + 3; /* + admin, gc, main */
   uint64_t stack = nthreads * ((uint64_t)8 << 20);
-  uint64_t other = cs.index_bytes;
+  uint64_t other = g->other_sys; /* the libc heap: index, MHD, jansson */
   json_t *o = json_object();
   json_object_set_new(o, "Alloc", U(g->alloc));
   json_object_set_new(o, "TotalAlloc", U(g->total_alloc));
-  json_object_set_new(o, "Sys", U(g->sys + stack + other));
+  json_object_set_new(o, "Sys", U(g->sys + stack));
   json_object_set_new(o, "Lookups", U(0));
   json_object_set_new(o, "Mallocs", U(g->mallocs));
   json_object_set_new(o, "Frees", U(g->frees));

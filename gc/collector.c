@@ -59,6 +59,7 @@
  *   memory limit, inside gc_alloc, where its roots are consistent.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,8 +69,22 @@
 #include "gc_internal.h"
 
 _Atomic int gc__barrier_on;
+_Atomic int gc__stw_request;
 
 #define MIN_HEAP_GOAL ((uint64_t)4 << 20)
+
+const uint64_t gc_pause_bucket_ns[GC_PAUSE_BUCKETS] = {
+    5000,     10000,    25000,    50000,     100000,    250000,
+    500000,   1000000,  2500000,  5000000,   10000000,  25000000,
+    50000000, 100000000, 250000000, 1000000000};
+
+/* Counts one stop-the-world pause in the histogram (stats_mu held). */
+static void pause_hist_add(gc_heap_t *h, uint64_t ns) {
+  int b = 0;
+  while (b < GC_PAUSE_BUCKETS && ns > gc_pause_bucket_ns[b])
+    b++;
+  h->pause_hist[b]++;
+}
 
 /* ---- init / start / stop -------------------------------------------------- */
 
@@ -185,15 +200,20 @@ void gc_mutator_park(gc_mutator_t *m) {
   atomic_store_explicit(&m->state, MUT_PARKED, memory_order_seq_cst);
 }
 
+void gc__safepoint_slow(gc_mutator_t *m) {
+  gc_mutator_park(m);
+  gc_mutator_unpark(m);
+}
+
 void gc_mutator_unpark(gc_mutator_t *m) {
   gc_heap_t *h = &gc__heap;
   for (;;) {
     atomic_store_explicit(&m->state, MUT_RUNNING, memory_order_seq_cst);
-    if (BC_LIKELY(!atomic_load_explicit(&h->stw_request, memory_order_seq_cst)))
+    if (BC_LIKELY(!atomic_load_explicit(&gc__stw_request, memory_order_seq_cst)))
       return;
     atomic_store_explicit(&m->state, MUT_PARKED, memory_order_seq_cst);
     pthread_mutex_lock(&h->stw_mu);
-    while (atomic_load(&h->stw_request))
+    while (atomic_load(&gc__stw_request))
       pthread_cond_wait(&h->stw_cv, &h->stw_mu);
     pthread_mutex_unlock(&h->stw_mu);
   }
@@ -204,7 +224,7 @@ void gc_mutator_unpark(gc_mutator_t *m) {
 static void stw_start(void) {
   gc_heap_t *h = &gc__heap;
   pthread_mutex_lock(&h->mutators_lock);
-  atomic_store_explicit(&h->stw_request, 1, memory_order_seq_cst);
+  atomic_store_explicit(&gc__stw_request, 1, memory_order_seq_cst);
   for (gc_mutator_t *m = h->mutators; m; m = m->next) {
     unsigned spins = 0;
     while (atomic_load_explicit(&m->state, memory_order_seq_cst) != MUT_PARKED) {
@@ -225,7 +245,7 @@ static void stw_start(void) {
 static void stw_end(void) {
   gc_heap_t *h = &gc__heap;
   pthread_mutex_lock(&h->stw_mu);
-  atomic_store_explicit(&h->stw_request, 0, memory_order_seq_cst);
+  atomic_store_explicit(&gc__stw_request, 0, memory_order_seq_cst);
   pthread_cond_broadcast(&h->stw_cv);
   pthread_mutex_unlock(&h->stw_mu);
   pthread_mutex_unlock(&h->mutators_lock);
@@ -316,62 +336,69 @@ void gc_pool_put(gc_mutator_t *m, gc_pool_t *p, void *obj) {
   l->primary = obj;
 }
 
-/* STW: primary -> victim; the old victims are chained onto dropped[pool]. */
-static void pools_rotate(void **dropped) {
+/* STW: primary -> victim, victim -> dropped. O(1) per mutator and pool, so
+ * the pause does not grow with what the pools hold. */
+static void pools_rotate(void) {
   gc_heap_t *h = &gc__heap;
   int np = atomic_load(&h->npools);
   for (gc_mutator_t *m = h->mutators; m; m = m->next) {
     for (int i = 0; i < np; i++) {
       pool_local_t *l = &m->pools[i];
-      void *v = l->victim;
-      while (v) {
-        void *next = *(void **)v;
-        *(void **)v = dropped[i];
-        dropped[i] = v;
-        v = next;
-      }
+      l->dropped = l->victim;
       l->victim = l->primary;
       l->primary = NULL;
     }
   }
 }
 
-static void pools_drop(void **dropped) {
+static void free_chain(gc_pool_t *p, void *v) {
+  while (v) {
+    void *next = *(void **)v;
+    p->free_fn(v, p->arg);
+    atomic_fetch_add(&p->dropped, 1);
+    v = next;
+  }
+}
+
+/* After the pause: hand the dropped victims to their pools' free_fn.
+ * Collector thread; mutators_lock keeps the mutator list still. */
+static void pools_drop(void) {
   gc_heap_t *h = &gc__heap;
   int np = atomic_load(&h->npools);
-  for (int i = 0; i < np; i++) {
-    gc_pool_t *p = h->pools[i];
-    void *v = dropped[i];
-    while (v) {
-      void *next = *(void **)v;
-      p->free_fn(v, p->arg);
-      atomic_fetch_add(&p->dropped, 1);
-      v = next;
+  pthread_mutex_lock(&h->mutators_lock);
+  for (gc_mutator_t *m = h->mutators; m; m = m->next) {
+    for (int i = 0; i < np; i++) {
+      void *v = m->pools[i].dropped;
+      m->pools[i].dropped = NULL;
+      free_chain(h->pools[i], v);
     }
   }
+  pthread_mutex_unlock(&h->mutators_lock);
 }
 
 static void pools_release(gc_mutator_t *m) {
   gc_heap_t *h = &gc__heap;
-  void *dropped[GC_MAX_POOLS] = {0};
   int np = atomic_load(&h->npools);
   for (int i = 0; i < np; i++) {
     pool_local_t *l = &m->pools[i];
-    for (int k = 0; k < 2; k++) {
-      void *v = k ? l->victim : l->primary;
-      while (v) {
-        void *next = *(void **)v;
-        *(void **)v = dropped[i];
-        dropped[i] = v;
-        v = next;
-      }
-    }
-    l->primary = l->victim = NULL;
+    free_chain(h->pools[i], l->primary);
+    free_chain(h->pools[i], l->victim);
+    free_chain(h->pools[i], l->dropped);
+    l->primary = l->victim = l->dropped = NULL;
   }
-  pools_drop(dropped);
 }
 
 /* ---- the cycle -------------------------------------------------------------- */
+
+/* Memory outside the heap counts against the soft limit too (libmicrohttpd's
+ * connection pools, the index tables, jansson, cached responses): the libc
+ * heap in use, sampled about once a second and at every cycle. */
+static void sample_other_sys(void) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 33)
+  struct mallinfo2 mi = mallinfo2();
+  atomic_store(&gc__heap.other_sys, (uint64_t)mi.uordblks + mi.hblkhd);
+#endif
+}
 
 static uint64_t pacer_goal(uint64_t live) {
   gc_heap_t *h = &gc__heap;
@@ -383,7 +410,7 @@ static uint64_t pacer_goal(uint64_t live) {
       goal = MIN_HEAP_GOAL;
   }
   uint64_t lim = atomic_load(&h->memory_limit);
-  uint64_t meta = atomic_load(&h->meta_sys);
+  uint64_t meta = atomic_load(&h->meta_sys) + atomic_load(&h->other_sys);
   uint64_t cap = lim / 100 * 95;
   cap = cap > meta ? cap - meta : 0;
   if (goal > cap)
@@ -410,10 +437,10 @@ static void gctrace(uint64_t n, uint64_t start, uint64_t p1, uint64_t mark,
 static void run_cycle(bool forced) {
   gc_heap_t *h = &gc__heap;
   uint64_t cpu0 = bc_thread_cpu_ns();
+  sample_other_sys();
   while (gc__sweep_one())
     ;
   uint64_t heap_before = atomic_load(&h->heap_alloc);
-  void *dropped[GC_MAX_POOLS] = {0};
 
   /* 1. start: stop the world */
   uint64_t t0 = bc_now_mono_ns();
@@ -421,7 +448,7 @@ static void run_cycle(bool forced) {
   atomic_store(&h->phase, PHASE_MARK);
   atomic_store(&h->alloc_black, 1);
   atomic_store(&gc__barrier_on, 1);
-  pools_rotate(dropped);
+  pools_rotate();
   for (int i = 0; i < h->nhooks; i++)
     h->hooks[i].fn(h->hooks[i].arg);
   for (int i = 0; i < h->nroots; i++)
@@ -448,7 +475,7 @@ static void run_cycle(bool forced) {
   stw_end();
   uint64_t t3 = bc_now_mono_ns();
 
-  pools_drop(dropped);
+  pools_drop();
 
   /* 4. sweep */
   while (gc__sweep_one())
@@ -472,6 +499,8 @@ static void run_cycle(bool forced) {
   h->pause_total_ns += pause1 + pause2;
   h->last_pause[0] = pause1;
   h->last_pause[1] = pause2;
+  pause_hist_add(h, pause1);
+  pause_hist_add(h, pause2);
   h->num_gc = n + 1;
   if (forced)
     h->num_forced_gc++;
@@ -503,6 +532,7 @@ static void *collector_main(void *arg) {
         /* background scavenger: give back pages idle for 5 s, a few MiB a
          * second */
         pthread_mutex_unlock(&h->cycle_mu);
+        sample_other_sys();
         gc__scavenge(5000000000ull, (uint64_t)64 << 20);
         pthread_mutex_lock(&h->cycle_mu);
       }
@@ -650,7 +680,9 @@ void gc_read_stats(gc_stats_t *st) {
   st->mcache_inuse = (uint64_t)h->nmutators * sizeof(gc_mutator_t);
   st->mcache_sys = (uint64_t)h->next_mutator_id * sizeof(gc_mutator_t);
   st->gc_sys = (st->heap_sys / GC_PAGE_SIZE) * sizeof(gc_span_t *);
-  st->sys = st->heap_sys + st->mspan_sys + st->mcache_sys + st->gc_sys;
+  st->other_sys = atomic_load(&h->other_sys);
+  st->sys = st->heap_sys + st->mspan_sys + st->mcache_sys + st->gc_sys +
+            st->other_sys;
   st->next_gc = atomic_load(&h->next_gc);
   st->heap_live = atomic_load(&h->heap_live);
   st->heap_marked_objects = atomic_load(&h->live_objects);
@@ -667,6 +699,7 @@ void gc_read_stats(gc_stats_t *st) {
   memcpy(st->pause_end, h->pause_end, sizeof(st->pause_end));
   st->last_pause_ns[0] = h->last_pause[0];
   st->last_pause_ns[1] = h->last_pause[1];
+  memcpy(st->pause_hist, h->pause_hist, sizeof(st->pause_hist));
   uint64_t elapsed = bc_now_mono_ns() - h->start_mono_ns;
   st->gc_cpu_fraction =
       elapsed ? (double)h->gc_cpu_ns /

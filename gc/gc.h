@@ -52,6 +52,16 @@ void gc_mutator_free(gc_mutator_t *m);
 void gc_mutator_park(gc_mutator_t *m);
 void gc_mutator_unpark(gc_mutator_t *m);
 
+/* A safepoint inside running code: if a stop-the-world phase is waiting,
+ * park here until it ends. Call it only where the mutator's roots are
+ * consistent (e.g. at the entry of a request handler). */
+extern _Atomic int gc__stw_request;
+void gc__safepoint_slow(gc_mutator_t *m);
+static inline void gc_mutator_safepoint(gc_mutator_t *m) {
+  if (BC_UNLIKELY(atomic_load_explicit(&gc__stw_request, memory_order_relaxed)))
+    gc__safepoint_slow(m);
+}
+
 /* Allocation. Returns an object of at least size bytes (contents undefined),
  * or NULL with *err set: BC_ELIMIT (the soft memory limit would be exceeded
  * even after a collection), BC_ENOMEM (the OS refused memory). Objects are
@@ -119,6 +129,11 @@ void gc_pool_put(gc_mutator_t *m, gc_pool_t *p, void *obj);
 
 /* Statistics, with Go's runtime.MemStats meanings. */
 #define GC_PAUSE_RING 256
+/* The stop-the-world pause histogram: gc_pause_bucket_ns[i] is bucket i's
+ * inclusive upper bound in ns; pauses above the last bound are counted in
+ * pause_hist[GC_PAUSE_BUCKETS]. Fixed at compile time. */
+#define GC_PAUSE_BUCKETS 16
+extern const uint64_t gc_pause_bucket_ns[GC_PAUSE_BUCKETS];
 typedef struct gc_size_stats {
   uint32_t size;
   uint64_t mallocs, frees;
@@ -138,8 +153,8 @@ typedef struct gc_stats {
   uint64_t sys;           /* bytes obtained from the OS, all kinds */
   uint64_t mallocs, frees;
   uint64_t heap_sys, heap_idle, heap_inuse, heap_released, heap_objects;
-  uint64_t mspan_inuse, mspan_sys, mcache_inuse, mcache_sys, gc_sys,
-      other_sys;
+  uint64_t mspan_inuse, mspan_sys, mcache_inuse, mcache_sys, gc_sys;
+  uint64_t other_sys; /* libc heap in use (index, MHD pools, responses) */
   uint64_t next_gc, last_gc_unix_ns, pause_total_ns;
   uint64_t pause_ns[GC_PAUSE_RING], pause_end[GC_PAUSE_RING];
   uint32_t num_gc, num_forced_gc;
@@ -155,6 +170,10 @@ typedef struct gc_stats {
   gc_pool_stats_t pools[GC_MAX_POOLS];
   uint64_t last_pause_ns[2]; /* the two pauses of the last cycle */
   uint64_t alloc_failures;   /* allocations refused (limit or OS) */
+  /* every stop-the-world pause (two per cycle), by gc_pause_bucket_ns; not
+   * cumulative; the counts add up to 2 * num_gc, the pauses to
+   * pause_total_ns */
+  uint64_t pause_hist[GC_PAUSE_BUCKETS + 1];
 } gc_stats_t;
 
 /* Fills *st. Takes no lock that the allocation fast path takes; per-mutator

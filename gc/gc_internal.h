@@ -66,7 +66,7 @@ enum { LIST_NONE, LIST_FREE, LIST_PARTIAL, LIST_FULL, LIST_UNSWEPT,
        LIST_LARGE, LIST_LARGE_UNSWEPT, LIST_MCACHE };
 
 typedef struct span_list {
-  gc_span_t *head;
+  gc_span_t *head, *tail;
   size_t n;
 } span_list_t;
 
@@ -87,8 +87,9 @@ typedef struct mcache_stats {
 } mcache_stats_t;
 
 typedef struct pool_local {
-  void *primary;    /* intrusive list */
-  void *victim;
+  void *primary;    /* intrusive list; owner */
+  void *victim;     /* owner; moved by the collector under STW */
+  void *dropped;    /* old victims; collector only, freed after the pause */
   _Atomic uint64_t gets, puts, news, victim_hits;
 } pool_local_t;
 
@@ -154,13 +155,15 @@ typedef struct gc_heap {
   _Atomic uint64_t large_frees;
   _Atomic uint64_t by_size_frees[GC_MAX_CLASSES];
   _Atomic uint64_t meta_sys;      /* span structs, mcaches, spanmap touched */
+  _Atomic uint64_t other_sys;     /* libc heap in use (mallinfo2), sampled */
   _Atomic uint64_t alloc_failures;
   _Atomic uint64_t swept_live_bytes; /* live bytes found by this sweep */
 
   /* collector */
   _Atomic int phase;        /* enum gc_phase; changes only under STW */
   _Atomic int alloc_black;  /* new objects are born marked */
-  _Atomic int stw_request;
+  /* stw_request is gc__stw_request (gc.h), exported for the inline
+   * safepoint check */
   pthread_mutex_t mutators_lock;
   gc_mutator_t *mutators;        /* attached; mutators_lock */
   /* every mutator ever attached, by id; never reused, freed at gc_close, so
@@ -205,6 +208,7 @@ typedef struct gc_heap {
   uint64_t pause_total_ns, last_gc_unix_ns;
   uint64_t pause_ns[GC_PAUSE_RING], pause_end[GC_PAUSE_RING];
   uint64_t last_pause[2];
+  uint64_t pause_hist[GC_PAUSE_BUCKETS + 1]; /* see gc_stats_t */
   uint64_t gc_cpu_ns;       /* collector thread CPU + STW pauses x nprocs */
   uint64_t start_mono_ns;
 

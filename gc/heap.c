@@ -58,6 +58,8 @@ static void list_push(span_list_t *l, gc_span_t *s, int which) {
   s->next = l->head;
   if (l->head)
     l->head->prev = s;
+  else
+    l->tail = s;
   l->head = s;
   l->n++;
   s->onlist = (uint8_t)which;
@@ -70,9 +72,27 @@ static void list_remove(span_list_t *l, gc_span_t *s) {
     l->head = s->next;
   if (s->next)
     s->next->prev = s->prev;
+  else
+    l->tail = s->prev;
   s->next = s->prev = NULL;
   l->n--;
   s->onlist = LIST_NONE;
+}
+
+/* Moves all of src to the front of dst in O(1). The spans' onlist tags are
+ * left as they were (debug information only). */
+static void list_splice(span_list_t *dst, span_list_t *src) {
+  if (!src->head)
+    return;
+  src->tail->next = dst->head;
+  if (dst->head)
+    dst->head->prev = src->tail;
+  else
+    dst->tail = src->tail;
+  dst->head = src->head;
+  dst->n += src->n;
+  src->head = src->tail = NULL;
+  src->n = 0;
 }
 
 static gc_span_t *list_pop(span_list_t *l) {
@@ -371,7 +391,8 @@ void gc__free_pages(gc_span_t *s) {
 static bool under_limit(gc_heap_t *h, size_t bytes) {
   uint64_t lim = atomic_load_explicit(&h->memory_limit, memory_order_relaxed);
   uint64_t used = atomic_load_explicit(&h->heap_inuse, memory_order_relaxed) +
-                  atomic_load_explicit(&h->meta_sys, memory_order_relaxed);
+                  atomic_load_explicit(&h->meta_sys, memory_order_relaxed) +
+                  atomic_load_explicit(&h->other_sys, memory_order_relaxed);
   return used + bytes <= lim;
 }
 
@@ -393,6 +414,15 @@ static gc_span_t *span_alloc(gc_mutator_t *m, size_t npages, int state,
   pthread_mutex_lock(&h->lock);
   gc_span_t *s = alloc_pages_locked(h, npages, err);
   if (s) {
+    /* the struct may have served an earlier span: start clean */
+    memset(s->allocbits, 0, sizeof(s->allocbits));
+    for (int w = 0; w < GC_BITMAP_WORDS; w++) {
+      atomic_store_explicit(&s->markbits[w], 0, memory_order_relaxed);
+      atomic_store_explicit(&s->specials[w], 0, memory_order_relaxed);
+    }
+    s->cls = 0;
+    s->elemsize = 0;
+    s->nelems = s->freeindex = s->alloccount = 0;
     s->state = (uint8_t)state;
     s->onlist = LIST_NONE;
     map_set(h, s, true);
@@ -472,7 +502,8 @@ static bool sweep_large(gc_span_t *s) {
   return false;
 }
 
-/* STW: every in-use span becomes unswept. mcaches were flushed already. */
+/* STW: every in-use span becomes unswept, in O(classes): the lists are
+ * spliced, not walked. mcaches were flushed already. */
 void gc__sweep_prepare(void) {
   gc_heap_t *h = &gc__heap;
   atomic_store(&h->live_objects, 0);
@@ -480,17 +511,12 @@ void gc__sweep_prepare(void) {
   for (int c = 1; c < h->nclasses; c++) {
     gc_central_t *ce = &h->central[c];
     pthread_mutex_lock(&ce->lock);
-    gc_span_t *s;
-    while ((s = list_pop(&ce->partial)))
-      list_push(&ce->unswept, s, LIST_UNSWEPT);
-    while ((s = list_pop(&ce->full)))
-      list_push(&ce->unswept, s, LIST_UNSWEPT);
+    list_splice(&ce->unswept, &ce->partial);
+    list_splice(&ce->unswept, &ce->full);
     pthread_mutex_unlock(&ce->lock);
   }
   pthread_mutex_lock(&h->lock);
-  gc_span_t *s;
-  while ((s = list_pop(&h->large)))
-    list_push(&h->large_unswept, s, LIST_LARGE_UNSWEPT);
+  list_splice(&h->large_unswept, &h->large);
   pthread_mutex_unlock(&h->lock);
 }
 
@@ -785,16 +811,15 @@ void gc__verify_locked(void) {
       inuse += (size_t)s->npages * GC_PAGE_SIZE;
       for (size_t k = 0; k < s->npages; k++)
         BC_CHECK(h->spanmap[i + k] == s, "in-use span map hole");
-      if (s->state == SPAN_SMALL && s->onlist != LIST_MCACHE &&
-          s->onlist != LIST_UNSWEPT) {
+      if (s->state == SPAN_SMALL && s->onlist != LIST_MCACHE) {
         uint32_t pc = 0;
         for (int w = 0; w < GC_BITMAP_WORDS; w++)
           pc += (uint32_t)__builtin_popcountll(s->allocbits[w]);
         BC_CHECK(pc == s->alloccount, "alloccount %u != popcount %u",
                  s->alloccount, pc);
-        BC_CHECK(s->onlist == (s->alloccount < s->nelems ? LIST_PARTIAL
-                                                          : LIST_FULL),
-                 "span on the wrong central list");
+        BC_CHECK(s->nelems == h->class_nelems[s->cls] &&
+                     s->elemsize == h->class_size[s->cls],
+                 "span of class %d has the wrong shape", s->cls);
       }
     }
     i += s->npages;

@@ -1,5 +1,6 @@
 /* config.c - flags and their BUFCACHE_* environment twins (a flag wins). */
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,7 +8,10 @@
 
 #include "server.h"
 
-enum kind { K_ADDR, K_INT, K_SIZE, K_DURATION, K_PERCENT, K_BOOL };
+/* K_TOKEN_FILE: the flag names a file holding a secret; its environment
+ * twin (env_name) is not derived from the flag's name and carries the secret
+ * itself, so it never sits in a file or on a command line. */
+enum kind { K_ADDR, K_INT, K_SIZE, K_DURATION, K_PERCENT, K_BOOL, K_TOKEN_FILE };
 
 typedef struct flag {
   const char *name; /* without the leading dashes */
@@ -46,7 +50,23 @@ static const flag_t flags[] = {
      "per-connection buffer for the request line and headers"},
     {"gctrace", K_BOOL, OFF(gctrace), "false",
      "print one line per GC cycle to stderr"},
+    {"admin-token-file", K_TOKEN_FILE, OFF(admin_token), NULL,
+     "file with a bearer token every admin request must carry"},
 };
+
+#define TOKEN_ENV "BUFCACHE_ADMIN_TOKEN"
+
+/* The flag's environment twin: BUFCACHE_ + the name in upper case with '_'
+ * for '-' (K_TOKEN_FILE: TOKEN_ENV). */
+static const char *env_name(const flag_t *f, char buf[64]) {
+  if (f->kind == K_TOKEN_FILE)
+    return TOKEN_ENV;
+  size_t n = (size_t)snprintf(buf, 64, "BUFCACHE_");
+  for (const char *p = f->name; *p && n + 1 < 64; p++)
+    buf[n++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+  buf[n] = 0;
+  return buf;
+}
 
 void srv_config_usage(FILE *out) {
   fprintf(out, "usage: bufcache [flags]\n\n"
@@ -56,12 +76,13 @@ void srv_config_usage(FILE *out) {
                "variable.\n\nflags:\n");
   for (size_t i = 0; i < BC_ARRAY_LEN(flags); i++) {
     const flag_t *f = &flags[i];
-    char envname[64];
-    size_t n = 0;
-    n += (size_t)snprintf(envname, sizeof(envname), "BUFCACHE_");
-    for (const char *p = f->name; *p && n + 1 < sizeof(envname); p++)
-      envname[n++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
-    envname[n] = 0;
+    char buf[64];
+    const char *envname = env_name(f, buf);
+    if (f->kind == K_TOKEN_FILE) {
+      fprintf(out, "  --%-22s %s\n  %24s (env %s: the token itself)\n",
+              f->name, f->help, "", envname);
+      continue;
+    }
     fprintf(out, "  --%-22s %s\n  %24s (env %s%s%s)\n", f->name, f->help, "",
             envname, f->def ? ", default " : "", f->def ? f->def : "");
   }
@@ -92,6 +113,39 @@ static int parse_addr(const char *v, srv_addr_t *a) {
   }
   a->port = (uint16_t)port;
   return 0;
+}
+
+/* Stores a bearer token: trailing whitespace (a file's newline) dropped;
+ * 1..255 visible ASCII bytes, nothing else. */
+static int set_token(char *field, const char *v, size_t len) {
+  while (len && isspace((unsigned char)v[len - 1]))
+    len--;
+  if (len == 0 || len > 255)
+    return BC_EINVAL;
+  for (size_t i = 0; i < len; i++)
+    if (v[i] <= 0x20 || v[i] >= 0x7f)
+      return BC_EINVAL;
+  memcpy(field, v, len);
+  field[len] = 0;
+  return 0;
+}
+
+static int read_token_file(char *field, const char *path) {
+  FILE *fp = fopen(path, "r");
+  if (!fp) {
+    fprintf(stderr, "bufcache: cannot open the admin token file %s: %s\n",
+            path, strerror(errno));
+    return BC_EIO;
+  }
+  char buf[512];
+  size_t n = fread(buf, 1, sizeof(buf), fp);
+  fclose(fp);
+  int rc = n < sizeof(buf) ? set_token(field, buf, n) : BC_EINVAL;
+  explicit_bzero(buf, sizeof(buf));
+  if (rc)
+    fprintf(stderr, "bufcache: the admin token file %s must hold one token "
+                    "of 1 to 255 visible ASCII characters\n", path);
+  return rc;
 }
 
 static int apply(srv_config_t *cfg, const flag_t *f, const char *v) {
@@ -134,6 +188,8 @@ static int apply(srv_config_t *cfg, const flag_t *f, const char *v) {
       return 0;
     }
     return BC_EINVAL;
+  case K_TOKEN_FILE:
+    return read_token_file(field, v);
   }
   return BC_EINVAL;
 }
@@ -205,14 +261,20 @@ int srv_config_parse(srv_config_t *cfg, int argc, char **argv) {
   for (size_t i = 0; i < BC_ARRAY_LEN(flags); i++) {
     if (set_by_flag[i])
       continue;
-    char envname[64];
-    size_t n = (size_t)snprintf(envname, sizeof(envname), "BUFCACHE_");
-    for (const char *p = flags[i].name; *p && n + 1 < sizeof(envname); p++)
-      envname[n++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
-    envname[n] = 0;
+    char buf[64];
+    const char *envname = env_name(&flags[i], buf);
     const char *v = getenv(envname);
     if (!v)
       continue;
+    if (flags[i].kind == K_TOKEN_FILE) {
+      /* the secret itself: never echoed */
+      if (set_token((char *)cfg + flags[i].off, v, strlen(v)) != 0) {
+        fprintf(stderr, "bufcache: %s must be 1 to 255 visible ASCII "
+                        "characters\n", envname);
+        return 2;
+      }
+      continue;
+    }
     if (apply(cfg, &flags[i], v) != 0) {
       fprintf(stderr,
               "bufcache: invalid value \"%s\" for %s (flag --%s)\n", v,

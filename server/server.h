@@ -33,6 +33,9 @@ typedef struct srv_config {
   uint64_t conn_memory; /* per-connection MHD pool: header size limit */
   bool gctrace;
   const char *memory_limit_source; /* "flag", "env", "default" */
+  /* bearer token every admin-listener request must carry ("" = none): read
+   * from --admin-token-file, or BUFCACHE_ADMIN_TOKEN itself */
+  char admin_token[256];
 } srv_config_t;
 
 /* Parses flags and BUFCACHE_* variables (a flag wins over its variable).

@@ -48,6 +48,7 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -64,6 +65,7 @@ static struct {
   uv_loop_t main_loop;
   uv_signal_t sigterm, sigint;
   int data_fd, admin_fd;
+  _Atomic int quiesced; /* data workers that stopped accepting */
   char deadline_408[256];
   size_t deadline_408_len;
 } S;
@@ -198,6 +200,9 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
                                  size_t *upload_size, void **con_cls) {
   (void)version;
   srv_worker_t *w = cls;
+  /* a safepoint between handler calls: roots are consistent here, so a
+   * stop-the-world phase need not wait for MHD_run's whole batch */
+  gc_mutator_safepoint(w->mut);
   srv_ctx_t *c = *con_cls;
   bool first = false;
   if (!c) {
@@ -312,6 +317,7 @@ static void on_async(uv_async_t *a) {
   if (cmd == CMD_DRAIN && !w->quiesced && w->daemon) {
     MHD_quiesce_daemon(w->daemon);
     w->quiesced = true;
+    atomic_fetch_add(&S.quiesced, 1);
     w->drain_deadline_ns = bc_now_mono_ns() + S.cfg.drain_timeout_ns;
     uv_timer_start(&w->drain_timer, on_drain_tick, 0, 10);
     pump(w);
@@ -544,10 +550,16 @@ int srv_run(const srv_config_t *cfg, const srv_handler_t *data,
   uv_run(&S.main_loop, UV_RUN_DEFAULT);
   uv_loop_close(&S.main_loop);
 
-  /* drain: data workers first, then the listener, then the admin worker */
+  /* drain: the listener closes as soon as no data worker accepts on it any
+   * more (new connections are refused from then on); in-flight requests
+   * finish; then the admin worker stops */
+  while (atomic_load(&S.quiesced) < S.nworkers - 1) {
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+  }
+  close(S.data_fd);
   for (int i = 0; i < S.nworkers - 1; i++)
     uv_thread_join(&S.workers[i].thread);
-  close(S.data_fd);
   post(&S.workers[S.nworkers - 1], CMD_STOP);
   uv_thread_join(&S.workers[S.nworkers - 1].thread);
   close(S.admin_fd);
