@@ -11,6 +11,16 @@
  * call into another module except gc_mark/gc_barrier (which take no lock).
  * Functions named *_locked assume the shard lock.
  *
+ * Eviction (SIEVE, Zhang et al., NSDI'24), per shard, under the shard
+ * lock: entries sit in a FIFO queue, newest at the head; a read sets the
+ * entry's visited bit; the hand walks from the tail toward the head,
+ * clearing visited bits and evicting the first unvisited entry. Inserts go
+ * to the head and never move anything, so a hit costs one bit. The collector
+ * calls cache_pressure before each cycle with the bytes reachable data may
+ * use; each shard evicts its share, so no global lock is taken and the cost
+ * is O(1) amortised per insert. A replaced entry takes its predecessor's
+ * place in the queue.
+ *
  * The collector. cache_scan (a GC_ROOTS_CONCURRENT scanner) walks the
  * shards one at a time, holding each shard's lock for the whole shard, so a
  * resize or a backward shift can never move an entry past the scanner. It
@@ -38,8 +48,10 @@ typedef struct shard {
   slot_t *slots;
   uint32_t mask;  /* capacity - 1 */
   uint32_t count; /* live slots */
+  cache_entry_t *q_head, *q_tail, *hand; /* SIEVE queue */
   /* counters: written under lock, read without it (relaxed) */
-  _Atomic uint64_t bytes, hits, misses, inserts, replaces, deletes, expired;
+  _Atomic uint64_t bytes, mem, hits, misses, inserts, replaces, deletes,
+      expired, evicted;
 } BC_ALIGNED_CL shard_t;
 
 struct cache {
@@ -54,6 +66,8 @@ struct cache {
 #define DEFAULT_SHARDS 512
 
 static cache_t *finalize_cache; /* the cache whose entries carry aux */
+static cache_t *pressure_cache; /* the cache the collector asks to evict */
+static void pressure(uint64_t budget);
 
 static inline void inc(_Atomic uint64_t *c, uint64_t d) {
   atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + d,
@@ -111,6 +125,8 @@ cache_t *cache_new(const cache_config_t *cfg) {
   gc_register_roots(GC_ROOTS_CONCURRENT, scan, c);
   finalize_cache = c;
   gc_set_finalizer_hook(entry_finalize);
+  pressure_cache = c;
+  gc_set_pressure_hook(pressure);
   return c;
 }
 
@@ -124,6 +140,10 @@ void cache_free(cache_t *c) {
   free(c->shards);
   if (finalize_cache == c)
     finalize_cache = NULL;
+  if (pressure_cache == c) {
+    pressure_cache = NULL;
+    gc_set_pressure_hook(NULL);
+  }
   free(c);
 }
 
@@ -158,6 +178,7 @@ cache_entry_t *cache_entry_new(cache_t *c, gc_mutator_t *m, const char *key,
   e->expires_ns = expires_ns;
   e->etag = 0;
   atomic_init(&e->aux, NULL);
+  e->q_prev = e->q_next = NULL;
   e->value_len = (uint32_t)value_len;
   e->key_len = (uint16_t)klen;
   e->ctype_len = (uint8_t)ctlen;
@@ -166,6 +187,49 @@ cache_entry_t *cache_entry_new(cache_t *c, gc_mutator_t *m, const char *key,
   memcpy(e->data + klen, ctype, ctlen);
   e->data[klen + ctlen] = 0;
   return e;
+}
+
+/* ---- the SIEVE queue (shard lock held) ---------------------------------- */
+
+static void q_push_head(shard_t *s, cache_entry_t *e) {
+  e->q_prev = NULL;
+  e->q_next = s->q_head;
+  if (s->q_head)
+    s->q_head->q_prev = e;
+  else
+    s->q_tail = e;
+  s->q_head = e;
+}
+
+static void q_remove(shard_t *s, cache_entry_t *e) {
+  if (s->hand == e)
+    s->hand = e->q_prev;
+  if (e->q_prev)
+    e->q_prev->q_next = e->q_next;
+  else
+    s->q_head = e->q_next;
+  if (e->q_next)
+    e->q_next->q_prev = e->q_prev;
+  else
+    s->q_tail = e->q_prev;
+  e->q_prev = e->q_next = NULL;
+}
+
+/* n takes o's place in the queue. */
+static void q_replace(shard_t *s, cache_entry_t *o, cache_entry_t *n) {
+  n->q_prev = o->q_prev;
+  n->q_next = o->q_next;
+  if (n->q_prev)
+    n->q_prev->q_next = n;
+  else
+    s->q_head = n;
+  if (n->q_next)
+    n->q_next->q_prev = n;
+  else
+    s->q_tail = n;
+  if (s->hand == o)
+    s->hand = n;
+  o->q_prev = o->q_next = NULL;
 }
 
 /* ---- table operations (shard lock held) ----------------------------------- */
@@ -206,6 +270,8 @@ static void remove_at_locked(shard_t *s, uint32_t i) {
 static void unlink_locked(shard_t *s, uint32_t i) {
   cache_entry_t *e = s->slots[i].e;
   dec(&s->bytes, e->value_len);
+  dec(&s->mem, gc_usable_size(e));
+  q_remove(s, e);
   remove_at_locked(s, i);
 }
 
@@ -240,8 +306,12 @@ void cache_put(cache_t *c, cache_entry_t *e, bool *replaced) {
     cache_entry_t *old = s->slots[i].e;
     gc_barrier(old);
     dec(&s->bytes, old->value_len);
+    dec(&s->mem, gc_usable_size(old));
+    q_replace(s, old, e);
+    e->flags |= CACHE_F_VISITED; /* an update is a use */
     s->slots[i].e = e;
     inc(&s->bytes, e->value_len);
+    inc(&s->mem, gc_usable_size(e));
     inc(&s->replaces, 1);
     *replaced = true;
     pthread_mutex_unlock(&s->lock);
@@ -259,7 +329,10 @@ void cache_put(cache_t *c, cache_entry_t *e, bool *replaced) {
   s->slots[k].hash = e->hash;
   s->slots[k].e = e;
   s->count++;
+  e->flags &= (uint8_t)~CACHE_F_VISITED;
+  q_push_head(s, e);
   inc(&s->bytes, e->value_len);
+  inc(&s->mem, gc_usable_size(e));
   inc(&s->inserts, 1);
   *replaced = false;
   pthread_mutex_unlock(&s->lock);
@@ -279,9 +352,12 @@ cache_entry_t *cache_get(cache_t *c, const char *key, size_t klen,
       unlink_locked(s, (uint32_t)i);
       inc(&s->expired, 1);
       e = NULL;
-    } else if (BC_UNLIKELY(atomic_load_explicit(&gc__barrier_on,
-                                                memory_order_relaxed))) {
-      gc_mark(e); /* see the essay above: the reaper may unlink it unshaded */
+    } else {
+      if (!(e->flags & CACHE_F_VISITED))
+        e->flags |= CACHE_F_VISITED;
+      if (BC_UNLIKELY(atomic_load_explicit(&gc__barrier_on,
+                                           memory_order_relaxed)))
+        gc_mark(e); /* see the essay above: the reaper may unlink it */
     }
   }
   if (e)
@@ -312,6 +388,55 @@ int cache_delete(cache_t *c, const char *key, size_t klen, uint64_t now_ns) {
   }
   pthread_mutex_unlock(&s->lock);
   return rc;
+}
+
+/* Evicts one entry from s by SIEVE; false if the shard is empty. */
+static bool evict_one_locked(shard_t *s) {
+  cache_entry_t *o = s->hand ? s->hand : s->q_tail;
+  if (!o)
+    return false;
+  while (o->flags & CACHE_F_VISITED) {
+    o->flags &= (uint8_t)~CACHE_F_VISITED;
+    o = o->q_prev ? o->q_prev : s->q_tail;
+  }
+  s->hand = o->q_prev;
+  long i = find_locked(s, o->hash, o->data, o->key_len);
+  BC_CHECK(i >= 0, "queued entry missing from its shard");
+  gc_barrier(o);
+  unlink_locked(s, (uint32_t)i);
+  inc(&s->evicted, 1);
+  return true;
+}
+
+/* The collector's pressure hook: shrink every shard to its share of the
+ * budget. Shards are balanced by the keyed hash, so an even share is fair. */
+static void pressure(uint64_t budget) {
+  cache_t *c = pressure_cache;
+  if (!c)
+    return;
+  uint64_t total = 0;
+  for (unsigned i = 0; i < c->nshards; i++)
+    total += atomic_load_explicit(&c->shards[i].mem, memory_order_relaxed);
+  if (total <= budget)
+    return;
+  uint64_t per = budget / c->nshards;
+  for (unsigned i = 0; i < c->nshards; i++) {
+    shard_t *s = &c->shards[i];
+    pthread_mutex_lock(&s->lock);
+    while (atomic_load_explicit(&s->mem, memory_order_relaxed) > per &&
+           evict_one_locked(s))
+      ;
+    pthread_mutex_unlock(&s->lock);
+  }
+}
+
+uint64_t cache_evict(cache_t *c, uint64_t budget) {
+  cache_stats_t before, after;
+  cache_read_stats(c, &before);
+  pressure_cache = c;
+  pressure(budget);
+  cache_read_stats(c, &after);
+  return after.evicted - before.evicted;
 }
 
 /* GC_ROOTS_CONCURRENT scanner: shade live entries, reap expired ones. */
@@ -348,8 +473,10 @@ void cache_read_stats(cache_t *c, cache_stats_t *st) {
     st->replaces += RD(replaces);
     st->deletes += RD(deletes);
     st->expired += RD(expired);
+    st->evicted += RD(evicted);
+    st->mem += RD(mem);
 #undef RD
   }
-  st->entries = st->inserts - st->deletes - st->expired;
+  st->entries = st->inserts - st->deletes - st->expired - st->evicted;
   st->index_bytes = atomic_load(&c->index_bytes);
 }

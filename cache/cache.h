@@ -22,16 +22,19 @@
 
 #define CACHE_MAX_KEY 512
 #define CACHE_MAX_CTYPE 255
+#define CACHE_F_VISITED 1 /* read since the eviction hand last passed */
 
 typedef struct cache_entry {
   uint64_t hash;        /* keyed hash of the key */
   uint64_t expires_ns;  /* CLOCK_MONOTONIC deadline; 0 = never */
   uint64_t etag;        /* xxh64 of the value bytes */
   void *_Atomic aux;    /* owner-defined (api: a cached response) */
+  /* the shard's eviction queue (SIEVE), newest first; shard lock */
+  struct cache_entry *q_prev, *q_next;
   uint32_t value_len;
   uint16_t key_len;
   uint8_t ctype_len;
-  uint8_t flags;
+  uint8_t flags;        /* CACHE_F_*; shard lock */
   char data[];          /* key, content type, NUL, value */
 } cache_entry_t;
 
@@ -58,7 +61,8 @@ typedef struct cache_config {
 
 typedef struct cache_stats {
   uint64_t entries, bytes; /* live entries and their value bytes */
-  uint64_t hits, misses, inserts, replaces, deletes, expired;
+  uint64_t mem;            /* heap bytes the entries occupy */
+  uint64_t hits, misses, inserts, replaces, deletes, expired, evicted;
   uint64_t index_bytes;    /* slot tables (libc heap) */
 } cache_stats_t;
 
@@ -94,6 +98,11 @@ void *cache_entry_set_aux(cache_entry_t *e, void *v);
 void cache_set_aux_free(cache_t *c, void (*fn)(void *aux));
 
 void cache_read_stats(cache_t *c, cache_stats_t *st);
+
+/* Evicts (SIEVE, shard by shard) until the entries occupy at most budget
+ * heap bytes; returns how many went. The collector calls the same code
+ * before each cycle; this entry point is for tests and tools. */
+uint64_t cache_evict(cache_t *c, uint64_t budget);
 
 /* Hash of a key under this cache's seed (exposed for tests). */
 uint64_t cache_hash(const cache_t *c, const char *key, size_t klen);

@@ -26,7 +26,10 @@
  *
  * Phases of a cycle (run_cycle), and what implements each
  * -------------------------------------------------------
- *   0. Finish sweeping the previous cycle (gc__sweep_one until none left).
+ *   0. Finish sweeping the previous cycle (gc__sweep_one until none left),
+ *      then call the pressure hook with the live budget (a quarter of the
+ *      soft limit is kept for garbage): the cache evicts down to it, with
+ *      the barrier still off, so what it drops dies in this very cycle.
  *   1. Stop the world (stw_start): every mutator parked at a safepoint.
  *      Rotate pools (primary -> victim), turn on allocate-black and the
  *      barrier, scan GC_ROOTS_STW roots. Start the world (stw_end).
@@ -42,11 +45,14 @@
  *
  * Pacing (GOGC and GOMEMLIMIT)
  * ----------------------------
- *   goal = max(4 MiB, live * (1 + gc_percent/100)), capped at 95% of the
- *   soft memory limit less GC metadata. A mutator that takes a new span while
+ *   goal = max(4 MiB, live * (1 + gc_percent/100)), capped at 85% of the
+ *   soft memory limit less GC metadata and the libc heap (the 15% left is the
+ *   time a cycle has to finish). A mutator that takes a new span while
  *   heap_alloc >= goal wakes the collector. An allocation that would take the
- *   heap's in-use pages over the limit runs a cycle first (parked), then
- *   fails with BC_ELIMIT if it still does not fit.
+ *   heap's in-use pages (plus metadata and libc heap) over the limit runs
+ *   cycles (parked, up to three) and fails with BC_ELIMIT if it still does not
+ *   fit. After each sweep, free pages are returned to the OS while resident
+ *   heap memory is over 95% of the limit, so RSS follows the limit.
  *
  * Safepoints
  * ----------
@@ -74,9 +80,9 @@ _Atomic int gc__stw_request;
 #define MIN_HEAP_GOAL ((uint64_t)4 << 20)
 
 const uint64_t gc_pause_bucket_ns[GC_PAUSE_BUCKETS] = {
-    5000,     10000,    25000,    50000,     100000,    250000,
-    500000,   1000000,  2500000,  5000000,   10000000,  25000000,
-    50000000, 100000000, 250000000, 1000000000};
+    1000,    2500,    5000,     10000,    25000,    50000,
+    100000,  250000,  500000,   1000000,  2500000,  5000000,
+    10000000, 50000000, 100000000, 1000000000};
 
 /* Counts one stop-the-world pause in the histogram (stats_mu held). */
 static void pause_hist_add(gc_heap_t *h, uint64_t ns) {
@@ -114,6 +120,7 @@ int gc_init(const gc_config_t *cfg) {
 }
 
 static void *collector_main(void *arg);
+static void gc_collect_reason(gc_mutator_t *m, bool forced);
 
 int gc_start(void) {
   gc_heap_t *h = &gc__heap;
@@ -272,6 +279,20 @@ void gc_register_cycle_hook(void (*fn)(void *arg), void *arg) {
 }
 
 void gc_set_finalizer_hook(gc_finalizer_fn fn) { gc__heap.finalizer = fn; }
+void gc_set_pressure_hook(void (*fn)(uint64_t budget)) {
+  gc__heap.pressure = fn;
+}
+
+/* What reachable data may occupy: the live heap must leave room under the
+ * limit for the garbage made between two cycles, or the collector would run
+ * back to back (pitfall 10). A quarter of the limit is that room. */
+static uint64_t live_budget(void) {
+  gc_heap_t *h = &gc__heap;
+  uint64_t lim = atomic_load(&h->memory_limit);
+  uint64_t other = atomic_load(&h->meta_sys) + atomic_load(&h->other_sys);
+  uint64_t b = lim / 4 * 3;
+  return b > other ? b - other : 0;
+}
 
 void gc__barrier_slow(void *old) {
   if (old)
@@ -400,6 +421,20 @@ static void sample_other_sys(void) {
 #endif
 }
 
+static void scavenge_to_limit(void) {
+  gc_heap_t *h = &gc__heap;
+  uint64_t lim = atomic_load(&h->memory_limit);
+  uint64_t mapped;
+  pthread_mutex_lock(&h->lock);
+  mapped = h->grown;
+  pthread_mutex_unlock(&h->lock);
+  mapped -= atomic_load(&h->heap_released);
+  mapped += atomic_load(&h->meta_sys) + atomic_load(&h->other_sys);
+  uint64_t target = lim / 100 * 95;
+  if (mapped > target)
+    gc__scavenge(0, mapped - target);
+}
+
 static uint64_t pacer_goal(uint64_t live) {
   gc_heap_t *h = &gc__heap;
   int pct = atomic_load(&h->gc_percent);
@@ -411,7 +446,7 @@ static uint64_t pacer_goal(uint64_t live) {
   }
   uint64_t lim = atomic_load(&h->memory_limit);
   uint64_t meta = atomic_load(&h->meta_sys) + atomic_load(&h->other_sys);
-  uint64_t cap = lim / 100 * 95;
+  uint64_t cap = lim / 100 * 85; /* leaves time for a cycle to finish */
   cap = cap > meta ? cap - meta : 0;
   if (goal > cap)
     goal = cap;
@@ -440,6 +475,10 @@ static void run_cycle(bool forced) {
   sample_other_sys();
   while (gc__sweep_one())
     ;
+  /* 0b. pressure: let the cache evict before marking, so what it drops is
+   * reclaimed by this cycle */
+  if (h->pressure)
+    h->pressure(live_budget());
   uint64_t heap_before = atomic_load(&h->heap_alloc);
 
   /* 1. start: stop the world */
@@ -486,6 +525,9 @@ static void run_cycle(bool forced) {
    * good enough for pacing to read it now. */
   uint64_t live = atomic_load(&h->swept_live_bytes);
   atomic_store(&h->heap_live, live);
+  /* the limit bounds resident memory, free pages included (Go counts
+   * HeapSys - HeapReleased): release free pages while over */
+  scavenge_to_limit();
   atomic_store(&h->phase, PHASE_OFF);
   uint64_t goal = pacer_goal(live);
   atomic_store(&h->next_gc, goal);
@@ -569,7 +611,12 @@ void gc__trigger(void) {
   pthread_mutex_unlock(&h->cycle_mu);
 }
 
-void gc_collect(gc_mutator_t *m) {
+void gc_collect(gc_mutator_t *m) { gc_collect_reason(m, true); }
+
+/* Runs a cycle that starts after the call and waits for its end. forced:
+ * counted in NumForcedGC (runtime.GC and the admin endpoints), not the
+ * memory limit's own cycles. */
+static void gc_collect_reason(gc_mutator_t *m, bool forced) {
   gc_heap_t *h = &gc__heap;
   if (!h->running)
     return;
@@ -579,7 +626,8 @@ void gc_collect(gc_mutator_t *m) {
   uint64_t want = h->cycles_started + 1;
   if (h->cycles_requested < want)
     h->cycles_requested = want;
-  h->forced_pending = true;
+  if (forced)
+    h->forced_pending = true;
   pthread_cond_signal(&h->cycle_cv);
   while (!h->stopping && h->cycles_done < want)
     pthread_cond_wait(&h->done_cv, &h->cycle_mu);
@@ -588,17 +636,15 @@ void gc_collect(gc_mutator_t *m) {
     gc_mutator_unpark(m);
 }
 
-/* Over the limit with need more bytes: collect if a cycle can give back
- * something, that is if the heap holds more than the last cycle found live. */
-void gc__collect_for_limit(gc_mutator_t *m, size_t need) {
+/* Over the limit with need more bytes: runs a cycle (parked) unless the
+ * request could never fit. Returns whether a cycle ran. A cycle always has
+ * something to offer here: garbage, or entries the pressure hook evicts. */
+bool gc__collect_for_limit(gc_mutator_t *m, size_t need) {
   gc_heap_t *h = &gc__heap;
-  if (need > atomic_load(&h->memory_limit))
-    return; /* could never fit */
-  uint64_t alloc = atomic_load(&h->heap_alloc);
-  uint64_t live = atomic_load(&h->heap_live);
-  uint64_t slack = need < (1u << 20) ? need : (1u << 20);
-  if (alloc > live + slack || atomic_load(&h->phase) != PHASE_OFF)
-    gc_collect(m);
+  if (need > atomic_load(&h->memory_limit) || !h->running)
+    return false;
+  gc_collect_reason(m, false);
+  return true;
 }
 
 uint64_t gc_scavenge_all(void) { return gc__scavenge(0, UINT64_MAX); }

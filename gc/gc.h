@@ -101,6 +101,13 @@ typedef void (*gc_finalizer_fn)(void *obj);
 void gc_set_finalizer_hook(gc_finalizer_fn fn);
 void gc_set_finalizer(void *obj);
 
+/* Memory pressure. Before each cycle's marking starts (world running,
+ * barrier off) the collector calls the hook with the bytes that reachable
+ * data may occupy: the soft limit less GC metadata, the libc heap, and room
+ * for the garbage that accumulates between cycles. Whatever the hook drops
+ * from its roots before returning is reclaimed by that same cycle. */
+void gc_set_pressure_hook(void (*fn)(uint64_t budget));
+
 /* Cycle hooks run during the start-of-cycle stop-the-world phase, before the
  * STW root scanners (pools rotate here). Keep them short. */
 void gc_register_cycle_hook(void (*fn)(void *arg), void *arg);

@@ -199,6 +199,7 @@ typedef struct gc_heap {
   struct { void (*fn)(void *); void *arg; } hooks[GC_MAX_HOOKS];
   int nhooks;
   gc_finalizer_fn finalizer;
+  void (*pressure)(uint64_t budget);
   gc_pool_t *pools[GC_MAX_POOLS];
   _Atomic int npools;
 
@@ -238,7 +239,7 @@ uint64_t gc__scavenge(uint64_t older_than_ns, uint64_t max_bytes);
 void gc__verify_locked(void);
 bool gc__sys_commit_fail(void);
 void gc__trigger(void);
-void gc__collect_for_limit(gc_mutator_t *m, size_t need);
+bool gc__collect_for_limit(gc_mutator_t *m, size_t need);
 
 static inline int gc__size_class(size_t size) {
   gc_heap_t *h = &gc__heap;

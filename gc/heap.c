@@ -396,21 +396,11 @@ static bool under_limit(gc_heap_t *h, size_t bytes) {
   return used + bytes <= lim;
 }
 
-/* Takes npages from the page heap for an in-use span, honouring the soft
- * limit: over it, collect once (parked) and retry. */
-static gc_span_t *span_alloc(gc_mutator_t *m, size_t npages, int state,
-                             int *err) {
+/* Takes npages from the page heap for an in-use span. The caller has
+ * checked the soft limit. */
+static gc_span_t *span_alloc(size_t npages, int state, int *err) {
   gc_heap_t *h = &gc__heap;
   size_t bytes = npages * GC_PAGE_SIZE;
-  if (!under_limit(h, bytes)) {
-    if (m)
-      gc__collect_for_limit(m, bytes);
-    if (!under_limit(h, bytes)) {
-      *err = BC_ELIMIT;
-      atomic_fetch_add(&h->alloc_failures, 1);
-      return NULL;
-    }
-  }
   pthread_mutex_lock(&h->lock);
   gc_span_t *s = alloc_pages_locked(h, npages, err);
   if (s) {
@@ -432,6 +422,18 @@ static gc_span_t *span_alloc(gc_mutator_t *m, size_t npages, int state,
   if (!s)
     atomic_fetch_add(&h->alloc_failures, 1);
   return s;
+}
+
+/* The soft limit would be crossed by bytes more: run a cycle (which also
+ * evicts down to the live budget) unless this is the last try. Returns
+ * whether the caller should look for room again. Over the limit for good:
+ * *err = BC_ELIMIT. */
+static bool make_room(gc_mutator_t *m, size_t bytes, int tries, int *err) {
+  if (tries < 3 && m && gc__collect_for_limit(m, bytes))
+    return true;
+  *err = BC_ELIMIT;
+  atomic_fetch_add(&gc__heap.alloc_failures, 1);
+  return false;
 }
 
 /* ---- sweeping ------------------------------------------------------------ */
@@ -598,17 +600,11 @@ void gc__mcache_flush(gc_mutator_t *m) {
   }
 }
 
-static BC_NOINLINE gc_span_t *refill(gc_mutator_t *m, int cls, int *err) {
-  gc_heap_t *h = &gc__heap;
-  gc_span_t *old = m->alloc[cls];
-  if (old) {
-    m->alloc[cls] = NULL;
-    uncache(h, old);
-  }
-  gc_central_t *ce = &h->central[cls];
-  gc_span_t *s = NULL;
+/* A swept span of class cls with a free slot from the central lists,
+ * sweeping unswept spans on the way (lazy sweep); NULL if there is none. */
+static gc_span_t *central_take(gc_central_t *ce) {
   pthread_mutex_lock(&ce->lock);
-  s = list_pop(&ce->partial);
+  gc_span_t *s = list_pop(&ce->partial);
   while (!s) {
     gc_span_t *u = list_pop(&ce->unswept);
     if (!u)
@@ -628,17 +624,39 @@ static BC_NOINLINE gc_span_t *refill(gc_mutator_t *m, int cls, int *err) {
       list_push(&ce->full, u, LIST_FULL);
   }
   pthread_mutex_unlock(&ce->lock);
-  if (!s) {
+  return s;
+}
+
+static BC_NOINLINE gc_span_t *refill(gc_mutator_t *m, int cls, int *err) {
+  gc_heap_t *h = &gc__heap;
+  gc_span_t *old = m->alloc[cls];
+  if (old) {
+    m->alloc[cls] = NULL;
+    uncache(h, old);
+  }
+  gc_central_t *ce = &h->central[cls];
+  size_t bytes = (size_t)h->class_pages[cls] * GC_PAGE_SIZE;
+  gc_span_t *s;
+  for (int tries = 0;; tries++) {
+    s = central_take(ce);
+    if (s)
+      break;
     uint64_t next = atomic_load_explicit(&h->next_gc, memory_order_relaxed);
     if (atomic_load_explicit(&h->heap_alloc, memory_order_relaxed) >= next)
       gc__trigger();
-    s = span_alloc(m, h->class_pages[cls], SPAN_SMALL, err);
-    if (!s)
+    if (under_limit(h, bytes)) {
+      s = span_alloc(h->class_pages[cls], SPAN_SMALL, err);
+      if (!s)
+        return NULL;
+      s->cls = (uint8_t)cls;
+      s->elemsize = h->class_size[cls];
+      s->nelems = h->class_nelems[cls];
+      POISON(s->base, (size_t)s->npages * GC_PAGE_SIZE);
+      break;
+    }
+    /* a cycle frees slots in existing spans, so look at the lists again */
+    if (!make_room(m, bytes, tries, err))
       return NULL;
-    s->cls = (uint8_t)cls;
-    s->elemsize = h->class_size[cls];
-    s->nelems = h->class_nelems[cls];
-    POISON(s->base, (size_t)s->npages * GC_PAGE_SIZE);
   }
   atomic_fetch_add(&h->heap_alloc,
                    (uint64_t)(s->nelems - s->alloccount) * s->elemsize);
@@ -673,7 +691,10 @@ static BC_NOINLINE void *alloc_large(gc_mutator_t *m, size_t size, int *err) {
           npages * GC_PAGE_SIZE >=
       next)
     gc__trigger();
-  gc_span_t *s = span_alloc(m, npages, SPAN_LARGE, err);
+  for (int tries = 0; !under_limit(h, npages * GC_PAGE_SIZE); tries++)
+    if (!make_room(m, npages * GC_PAGE_SIZE, tries, err))
+      return NULL;
+  gc_span_t *s = span_alloc(npages, SPAN_LARGE, err);
   if (!s)
     return NULL;
   s->elemsize = (uint32_t)(npages * GC_PAGE_SIZE > UINT32_MAX
