@@ -131,7 +131,8 @@ typedef struct gc_heap {
   /* address space: [base, base+reserved) reserved PROT_NONE;
    * [base, base+committed) read-write; pages below 'grown' handed out once */
   uintptr_t base;
-  size_t reserved, committed, grown;
+  size_t reserved, committed; /* heap.lock */
+  _Atomic size_t grown;        /* written under heap.lock, read anywhere */
   gc_span_t **spanmap; /* page index -> span; reserved/page entries */
   size_t spanmap_bytes;
 

@@ -273,7 +273,8 @@ static void map_set(gc_heap_t *h, gc_span_t *s, bool all_pages) {
 
 gc_span_t *gc__span_of(uintptr_t p) {
   gc_heap_t *h = &gc__heap;
-  if (p < h->base || p >= h->base + h->grown)
+  if (p < h->base ||
+      p >= h->base + atomic_load_explicit(&h->grown, memory_order_acquire))
     return NULL;
   return h->spanmap[page_index(h, p)];
 }
@@ -338,7 +339,7 @@ static gc_span_t *alloc_pages_locked(gc_heap_t *h, size_t npages, int *err) {
   }
   s->base = h->base + h->grown;
   s->npages = (uint32_t)npages;
-  h->grown += bytes;
+  atomic_store_explicit(&h->grown, h->grown + bytes, memory_order_release);
   return s;
 }
 
@@ -355,7 +356,7 @@ static void free_pages_locked(gc_heap_t *h, gc_span_t *s) {
   s->free_since_ns = bc_now_mono_ns();
   if (first > 0) {
     gc_span_t *l = h->spanmap[first - 1];
-    if (l && l->state == SPAN_FREE && l->onlist == LIST_FREE) {
+    if (l && l->state == SPAN_FREE) { /* state: heap.lock */
       list_remove(free_list_for(h, l->npages), l);
       if (l->released)
         atomic_fetch_sub(&h->heap_released, l->npages * GC_PAGE_SIZE);
@@ -368,7 +369,7 @@ static void free_pages_locked(gc_heap_t *h, gc_span_t *s) {
   size_t after = page_index(h, s->base) + s->npages;
   if (after < h->grown / GC_PAGE_SIZE) {
     gc_span_t *r = h->spanmap[after];
-    if (r && r->state == SPAN_FREE && r->onlist == LIST_FREE) {
+    if (r && r->state == SPAN_FREE) {
       list_remove(free_list_for(h, r->npages), r);
       if (r->released)
         atomic_fetch_sub(&h->heap_released, r->npages * GC_PAGE_SIZE);
