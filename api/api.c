@@ -37,8 +37,15 @@ static const struct {
 
 enum MHD_Result api__error(srv_ctx_t *ctx, enum api_error err,
                            const char *message, unsigned flags) {
-  json_t *j = json_pack("{s:{s:s,s:s}}", "error", "code", errtab[err].code,
-                        "message", message);
+  return api__error_h(ctx, err, message, flags, NULL, NULL);
+}
+
+enum MHD_Result api__error_h(srv_ctx_t *ctx, enum api_error err,
+                             const char *message, unsigned flags,
+                             const char *hname, const char *hval) {
+  json_t *j = json_pack("{s:{s:s,s:s,s:s}}", "error", "code",
+                        errtab[err].code, "message", message, "request_id",
+                        ctx->request_id);
   char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
   json_decref(j);
   struct MHD_Response *r =
@@ -55,6 +62,11 @@ enum MHD_Result api__error(srv_ctx_t *ctx, enum api_error err,
   if (err == API_ERR_METHOD)
     MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW,
                             A.allow_for_route[api__req(ctx)->route]);
+  if (err == API_ERR_UNAUTHORIZED)
+    MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                            "Bearer realm=\"bufcache admin\"");
+  if (hname)
+    MHD_add_response_header(r, hname, hval);
   enum MHD_Result rc = api__queue(ctx, errtab[err].status, r);
   MHD_destroy_response(r);
   api__req(ctx)->answered = 1;
@@ -99,19 +111,29 @@ static uint8_t parse_method(const char *m) {
   }
 }
 
-/* Routes both listeners share. */
+/* Routes both listeners share (read-only, no secrets). */
 static uint8_t route_common(const char *url) {
   if (strcmp(url, "/healthz") == 0)
     return R_HEALTHZ;
   if (strcmp(url, "/readyz") == 0)
     return R_READYZ;
+  if (strcmp(url, "/metrics") == 0)
+    return R_METRICS;
   return R_NOTFOUND;
 }
 
 static uint8_t route_data(const char *url) {
   if (strncmp(url, BUFFERS_PREFIX, sizeof(BUFFERS_PREFIX) - 1) == 0)
     return R_BUFFER;
+  if (strcmp(url, "/v1/buffers") == 0)
+    return R_BUFFERS;
   return route_common(url);
+}
+
+unsigned api_route(const char *url, const char *method, bool admin,
+                   unsigned *method_id) {
+  *method_id = parse_method(method);
+  return admin ? api__route_admin(url) : route_data(url);
 }
 
 uint8_t api__route_admin(const char *url) {
@@ -128,17 +150,23 @@ static bool method_allowed(uint8_t route, uint8_t method) {
 
 typedef struct framing {
   int content_length, transfer_encoding;
+  bool te_not_chunked; /* a Transfer-Encoding other than "chunked" alone */
 } framing_t;
 
 static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind,
                                      const char *key, const char *value) {
   (void)kind;
-  (void)value;
   framing_t *f = cls;
-  if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0)
+  if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
     f->content_length++;
-  else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0)
+  } else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
     f->transfer_encoding++;
+    /* MHD 0.9.75 frames a body as chunked only for exactly "chunked"; any
+     * other coding ("gzip, chunked", "identity") leaves it reading a body
+     * it cannot delimit (RFC 9112 6.1: 400 and close) */
+    if (!value || strcasecmp(value, "chunked") != 0)
+      f->te_not_chunked = true;
+  }
   return MHD_YES;
 }
 
@@ -150,8 +178,13 @@ static int check_framing(srv_ctx_t *ctx) {
       !MHD_lookup_connection_value(c, MHD_HEADER_KIND,
                                    MHD_HTTP_HEADER_TRANSFER_ENCODING))
     return 0;
-  framing_t f = {0, 0};
+  framing_t f = {0, 0, false};
   MHD_get_connection_values(c, MHD_HEADER_KIND, count_framing, &f);
+  if (f.transfer_encoding > 1 || f.te_not_chunked) {
+    api__error(ctx, API_ERR_BAD_FRAMING,
+               "Transfer-Encoding other than one \"chunked\"", API_CLOSE);
+    return -1;
+  }
   if (f.content_length > 1) {
     api__error(ctx, API_ERR_BAD_FRAMING, "more than one Content-Length",
                API_CLOSE);
@@ -203,13 +236,18 @@ static long key_from_url(srv_ctx_t *ctx, const char *url, char *key) {
   return n;
 }
 
-/* 0 and *expires_ns (0 = none), or an error already queued. */
+/* 0 and *expires_ns (0 = none), or an error already queued. Without
+ * ?ttl= the --default-ttl applies (0: none); ?ttl=0 asks for none. */
 static int ttl_from_query(srv_ctx_t *ctx, uint64_t *expires_ns) {
   *expires_ns = 0;
   const char *raw = MHD_lookup_connection_value(ctx->conn,
                                                 MHD_GET_ARGUMENT_KIND, "ttl");
-  if (!raw)
+  if (!raw) {
+    uint64_t def = srv_config()->default_ttl_ns;
+    if (def)
+      *expires_ns = bc_now_mono_ns() + def;
     return 0;
+  }
   char buf[64];
   long n = api_decode_query(raw, strlen(raw), buf, sizeof(buf));
   uint64_t ns;
@@ -239,11 +277,17 @@ static enum MHD_Result put_begin(srv_ctx_t *ctx, req_t *r, const char *url) {
     return MHD_YES;
   if (ttl_from_query(ctx, &r->expires_ns))
     return MHD_YES;
+  bool any_cond;
+  if (api__read_cond(ctx, &r->cond, &any_cond, API_CLOSE))
+    return MHD_YES;
+  r->has_cond = any_cond;
   const char *ct =
       MHD_lookup_connection_value(c, MHD_HEADER_KIND,
                                   MHD_HTTP_HEADER_CONTENT_TYPE);
-  if (!ct)
-    ct = "application/octet-stream";
+  /* none, empty, or the default: stored as no bytes at all (GET answers
+   * with API_DEFAULT_CTYPE) */
+  if (!ct || strcasecmp(ct, API_DEFAULT_CTYPE) == 0)
+    ct = "";
   size_t ctlen = strlen(ct);
   if (ctlen > CACHE_MAX_CTYPE) {
     api__error(ctx, API_ERR_BAD_REQUEST, "Content-Type longer than 255 bytes",
@@ -367,7 +411,14 @@ static enum MHD_Result put_end(srv_ctx_t *ctx, req_t *r) {
   e->value_len = (uint32_t)r->received;
   e->etag = bc_xxh64(cache_entry_value(e), r->received, 0);
   bool replaced;
-  cache_put(A.cache, e, &replaced);
+  if (cache_put_if(A.cache, e, r->has_cond ? &r->cond : NULL,
+                   bc_now_mono_ns(), &replaced) != 0) {
+    ctx->roots[0] = NULL; /* the upload is garbage now */
+    return api__error(ctx, API_ERR_PRECONDITION,
+                      "If-Match / If-None-Match does not hold for the "
+                      "current value",
+                      0);
+  }
   char etag[19];
   api_format_etag(e->etag, etag);
   struct MHD_Response *resp =
@@ -390,20 +441,134 @@ static struct MHD_Response *build_get_response(cache_entry_t *e,
     return NULL;
   char etag[19];
   api_format_etag(e->etag, etag);
-  MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-                          cache_entry_ctype(e));
+  MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, api__ctype(e));
   MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, etag);
-  if (e->expires_ns) {
-    char cc[40];
-    uint64_t left = e->expires_ns > now ? e->expires_ns - now : 0;
-    snprintf(cc, sizeof(cc), "max-age=%llu",
-             (unsigned long long)(left / 1000000000u));
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, cc);
-  }
+  MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
+  if (e->expires_ns)
+    api__add_ttl_headers(resp, e, now);
   return resp;
 }
 
 static void destroy_aux(void *aux) { MHD_destroy_response(aux); }
+
+#define BODY_OK "{\"status\":\"ok\"}\n"
+#define BODY_DRAINING "{\"status\":\"draining\"}\n"
+
+/* A static answer: the shared response, or a copy of it for this request
+ * when X-Request-Id must be added (body NULL: empty). */
+static enum MHD_Result queue_static(srv_ctx_t *ctx, unsigned status,
+                                    struct MHD_Response *shared,
+                                    const char *body) {
+  if (!api__reqid_header(ctx))
+    return api__queue_shared(ctx, status, shared);
+  struct MHD_Response *r = MHD_create_response_from_buffer(
+      body ? strlen(body) : 0, (void *)body, MHD_RESPMEM_PERSISTENT);
+  if (!r)
+    return MHD_NO;
+  if (body)
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            "application/json");
+  enum MHD_Result rc = api__queue(ctx, status, r);
+  MHD_destroy_response(r);
+  return rc;
+}
+
+/* A bodiless answer for e (304): its ETag and TTL headers. (MHD 0.9.75
+ * adds "Content-Length: 0" to it and sends a second one if we add the
+ * 200's length, so the 304 carries MHD's; clients read no body either
+ * way.) */
+static enum MHD_Result not_modified(srv_ctx_t *ctx, cache_entry_t *e,
+                                    uint64_t now) {
+  struct MHD_Response *resp =
+      MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+  if (!resp)
+    return MHD_NO;
+  char etag[19];
+  api_format_etag(e->etag, etag);
+  MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, etag);
+  if (e->expires_ns)
+    api__add_ttl_headers(resp, e, now);
+  ctx->bytes_out = 0;
+  enum MHD_Result rc = api__queue(ctx, MHD_HTTP_NOT_MODIFIED, resp);
+  MHD_destroy_response(resp);
+  return rc;
+}
+
+/* Does If-Range (RFC 9110 13.1.5) let Range apply? Only an entity-tag
+ * equal (strongly) to e's does; a date never does (entries carry no
+ * Last-Modified), and neither does a weak or foreign tag. */
+static bool if_range_holds(srv_ctx_t *ctx, const cache_entry_t *e) {
+  const char *v = MHD_lookup_connection_value(ctx->conn, MHD_HEADER_KIND,
+                                              MHD_HTTP_HEADER_IF_RANGE);
+  if (!v)
+    return true;
+  uint64_t tag;
+  return api_parse_etags(v, strlen(v), false, &tag, 1) == 1 &&
+         tag == e->etag;
+}
+
+/* The GETs and HEADs that are not plain (conditional headers, Range): sets
+ * *rc and returns true when it answered; false sends the whole value the
+ * usual way. 304 and 206 are made per request. */
+static BC_NOINLINE bool get_special(srv_ctx_t *ctx, cache_entry_t *e,
+                                    uint64_t now, const char *range,
+                                    enum MHD_Result *rc) {
+  cache_cond_t cond;
+  bool any;
+  if (api__read_cond(ctx, &cond, &any, 0)) {
+    *rc = MHD_YES; /* 400 queued */
+    return true;
+  }
+  if (any) {
+    uint8_t inm = cond.if_none_match;
+    cond.if_none_match = CACHE_COND_OFF; /* If-Match first (13.2.2) */
+    if (!cache_cond_match(&cond, e)) {
+      *rc = api__error(ctx, API_ERR_PRECONDITION,
+                       "If-Match does not hold for the current value", 0);
+      return true;
+    }
+    cond.if_match = CACHE_COND_OFF;
+    cond.if_none_match = inm;
+    if (!cache_cond_match(&cond, e)) {
+      *rc = not_modified(ctx, e, now);
+      return true;
+    }
+  }
+  if (!range || !if_range_holds(ctx, e))
+    return false;
+  uint64_t first, last;
+  int k = api_parse_range(range, strlen(range), e->value_len, &first, &last);
+  if (k == API_RANGE_FULL)
+    return false;
+  if (k == API_RANGE_UNSATISFIABLE) {
+    char cr[40];
+    snprintf(cr, sizeof(cr), "bytes */%u", e->value_len);
+    ctx->bytes_out = 0;
+    *rc = api__error_h(ctx, API_ERR_RANGE, "no satisfiable byte range", 0,
+                       MHD_HTTP_HEADER_CONTENT_RANGE, cr);
+    return true;
+  }
+  struct MHD_Response *resp = MHD_create_response_from_buffer(
+      last - first + 1, cache_entry_value(e) + first, MHD_RESPMEM_PERSISTENT);
+  if (!resp) {
+    *rc = api__error(ctx, API_ERR_OUT_OF_MEMORY, "out of memory", 0);
+    return true;
+  }
+  char etag[19], cr[80];
+  api_format_etag(e->etag, etag);
+  snprintf(cr, sizeof(cr), "bytes %llu-%llu/%u", (unsigned long long)first,
+           (unsigned long long)last, e->value_len);
+  MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, api__ctype(e));
+  MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, etag);
+  MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
+  MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
+  if (e->expires_ns)
+    api__add_ttl_headers(resp, e, now);
+  ctx->bytes_out = last - first + 1;
+  *rc = api__queue(ctx, MHD_HTTP_PARTIAL_CONTENT, resp);
+  MHD_destroy_response(resp);
+  return true;
+}
 
 static enum MHD_Result get(srv_ctx_t *ctx, const char *url) {
   char key[CACHE_MAX_KEY];
@@ -415,6 +580,24 @@ static enum MHD_Result get(srv_ctx_t *ctx, const char *url) {
   if (!e)
     return api__error(ctx, API_ERR_NOT_FOUND, "no such key", 0);
   ctx->roots[0] = e;
+  if (api__req(ctx)->method == M_GET)
+    ctx->bytes_out = e->value_len;
+  /* conditional or partial: three header lookups, no allocation when
+   * there is none of them */
+  struct MHD_Connection *c = ctx->conn;
+  const char *range = api__req(ctx)->method == M_GET
+                          ? MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                        MHD_HTTP_HEADER_RANGE)
+                          : NULL;
+  if (BC_UNLIKELY(range ||
+                  MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                              MHD_HTTP_HEADER_IF_NONE_MATCH) ||
+                  MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                              MHD_HTTP_HEADER_IF_MATCH))) {
+    enum MHD_Result rc;
+    if (get_special(ctx, e, now, range, &rc))
+      return rc;
+  }
   if (e->expires_ns == 0) {
     struct MHD_Response *resp = atomic_load_explicit(&e->aux,
                                                      memory_order_acquire);
@@ -426,7 +609,10 @@ static enum MHD_Result get(srv_ctx_t *ctx, const char *url) {
       if (resp != mine)
         MHD_destroy_response(mine);
     }
-    return api__queue(ctx, MHD_HTTP_OK, resp);
+    if (BC_LIKELY(!api__reqid_header(ctx)))
+      return api__queue_shared(ctx, MHD_HTTP_OK, resp);
+    /* X-Request-Id is per request: this answer cannot be the shared one
+     * (see --request-id-header) */
   }
   struct MHD_Response *resp = build_get_response(e, now);
   if (!resp)
@@ -441,16 +627,27 @@ static enum MHD_Result del(srv_ctx_t *ctx, const char *url) {
   long klen = key_from_url(ctx, url, key);
   if (klen < 0)
     return MHD_YES;
-  if (cache_delete(A.cache, key, (size_t)klen, bc_now_mono_ns()) != 0)
+  cache_cond_t cond;
+  bool any;
+  if (api__read_cond(ctx, &cond, &any, 0))
+    return MHD_YES;
+  int rc = cache_delete_if(A.cache, key, (size_t)klen, any ? &cond : NULL,
+                           bc_now_mono_ns());
+  if (rc == BC_EPRECOND)
+    return api__error(ctx, API_ERR_PRECONDITION,
+                      "If-Match / If-None-Match does not hold for the "
+                      "current value",
+                      0);
+  if (rc != 0)
     return api__error(ctx, API_ERR_NOT_FOUND, "no such key", 0);
-  return api__queue(ctx, MHD_HTTP_NO_CONTENT, A.empty);
+  return queue_static(ctx, MHD_HTTP_NO_CONTENT, A.empty, NULL);
 }
 
 enum MHD_Result api__health(srv_ctx_t *ctx, uint8_t route) {
   if (route == R_READYZ && srv_draining())
-    return api__queue(ctx, MHD_HTTP_SERVICE_UNAVAILABLE,
-                              A.draining);
-  return api__queue(ctx, MHD_HTTP_OK, A.ok);
+    return queue_static(ctx, MHD_HTTP_SERVICE_UNAVAILABLE, A.draining,
+                        BODY_DRAINING);
+  return queue_static(ctx, MHD_HTTP_OK, A.ok, BODY_OK);
 }
 
 /* ---- the access handler --------------------------------------------------- */
@@ -500,9 +697,13 @@ static enum MHD_Result data_access(srv_ctx_t *ctx, bool first, const char *url,
       break;
     }
     break;
+  case R_BUFFERS:
+    return r->method == M_DELETE ? api__delete_prefix(ctx) : api__list(ctx);
   case R_HEALTHZ:
   case R_READYZ:
     return api__health(ctx, r->route);
+  case R_METRICS:
+    return api__metrics(ctx);
   default:
     break;
   }
@@ -510,14 +711,6 @@ static enum MHD_Result data_access(srv_ctx_t *ctx, bool first, const char *url,
 }
 
 const srv_handler_t api_data_handler = {data_access, api__observe};
-
-/* Per-request metrics land here; api/metrics.c replaces this when the
- * Prometheus exposition exists. */
-__attribute__((weak)) void api__observe(srv_ctx_t *ctx,
-                                        enum MHD_RequestTerminationCode toe) {
-  (void)ctx;
-  (void)toe;
-}
 
 /* ---- set-up --------------------------------------------------------------- */
 
@@ -533,8 +726,8 @@ static struct MHD_Response *static_json(const char *body) {
 int api_init(cache_t *cache) {
   A.cache = cache;
   cache_set_aux_free(cache, destroy_aux);
-  A.ok = static_json("{\"status\":\"ok\"}\n");
-  A.draining = static_json("{\"status\":\"draining\"}\n");
+  A.ok = static_json(BODY_OK);
+  A.draining = static_json(BODY_DRAINING);
   A.empty = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
   if (!A.ok || !A.draining || !A.empty)
     return BC_ENOMEM;
@@ -545,8 +738,11 @@ int api_init(cache_t *cache) {
   } while (0)
   ALLOW(R_BUFFER, 1 << M_GET | 1 << M_HEAD | 1 << M_PUT | 1 << M_DELETE,
         "GET, HEAD, PUT, DELETE");
+  ALLOW(R_BUFFERS, 1 << M_GET | 1 << M_HEAD | 1 << M_DELETE,
+        "GET, HEAD, DELETE");
   ALLOW(R_HEALTHZ, 1 << M_GET | 1 << M_HEAD, "GET, HEAD");
   ALLOW(R_READYZ, 1 << M_GET | 1 << M_HEAD, "GET, HEAD");
+  ALLOW(R_METRICS, 1 << M_GET | 1 << M_HEAD, "GET, HEAD");
   api__debug_init();
 #undef ALLOW
   return 0;

@@ -106,9 +106,8 @@ static int scale(uint64_t v, uint64_t num, uint64_t den, uint64_t unit,
   if (unit && v > UINT64_MAX / unit)
     return BC_ERANGE;
   uint64_t r = v * unit;
-  /* frac part: num/den * unit, computed in long double to avoid overflow */
-  long double f = (long double)num / (long double)den * (long double)unit;
-  uint64_t fi = (uint64_t)f;
+  /* the fraction num/den of a unit, exactly (den <= 10^18, unit < 2^64) */
+  uint64_t fi = (uint64_t)((unsigned __int128)num * unit / den);
   if (r > UINT64_MAX - fi)
     return BC_ERANGE;
   *out = r + fi;
@@ -230,21 +229,47 @@ int bc_parse_duration(const char *s, size_t len, bool bare_seconds,
   return 0;
 }
 
+/* v/unit with its fraction: "1.5", "2", "0.000001" (trailing zeros
+ * trimmed, as Go prints durations). unit is a power of ten. */
+static size_t put_frac(char *buf, size_t cap, uint64_t v, uint64_t unit) {
+  int digits = 0;
+  for (uint64_t u = unit; u > 1; u /= 10)
+    digits++;
+  uint64_t ip = v / unit, fp = v % unit;
+  if (!fp)
+    return (size_t)snprintf(buf, cap, "%llu", (unsigned long long)ip);
+  while (fp % 10 == 0) {
+    fp /= 10;
+    digits--;
+  }
+  return (size_t)snprintf(buf, cap, "%llu.%0*llu", (unsigned long long)ip,
+                          digits, (unsigned long long)fp);
+}
+
 size_t bc_format_duration(uint64_t ns, char *buf, size_t cap) {
+  size_t n;
+  if (ns == 0)
+    return (size_t)snprintf(buf, cap, "0s");
   if (ns < 1000)
     return (size_t)snprintf(buf, cap, "%lluns", (unsigned long long)ns);
-  if (ns < 1000000)
-    return (size_t)snprintf(buf, cap, "%gµs", (double)ns / 1e3);
-  if (ns < 1000000000)
-    return (size_t)snprintf(buf, cap, "%gms", (double)ns / 1e6);
-  uint64_t s = ns / 1000000000u, h = s / 3600, m = (s / 60) % 60;
-  double sec = (double)(ns % 60000000000ull) / 1e9;
+  if (ns < 1000000) {
+    n = put_frac(buf, cap, ns, 1000);
+    return n + (size_t)snprintf(buf + n, n < cap ? cap - n : 0, "\xc2\xb5s");
+  }
+  if (ns < 1000000000) {
+    n = put_frac(buf, cap, ns, 1000000);
+    return n + (size_t)snprintf(buf + n, n < cap ? cap - n : 0, "ms");
+  }
+  uint64_t h = ns / 3600000000000ull, m = ns / 60000000000ull % 60;
+  n = 0;
   if (h)
-    return (size_t)snprintf(buf, cap, "%lluh%llum%gs", (unsigned long long)h,
-                            (unsigned long long)m, sec);
-  if (m)
-    return (size_t)snprintf(buf, cap, "%llum%gs", (unsigned long long)m, sec);
-  return (size_t)snprintf(buf, cap, "%gs", sec);
+    n += (size_t)snprintf(buf, cap, "%lluh", (unsigned long long)h);
+  if (h || m)
+    n += (size_t)snprintf(buf + n, n < cap ? cap - n : 0, "%llum",
+                          (unsigned long long)m);
+  n += put_frac(buf + n, n < cap ? cap - n : 0, ns % 60000000000ull,
+                1000000000);
+  return n + (size_t)snprintf(buf + n, n < cap ? cap - n : 0, "s");
 }
 
 /* ---- hashes ------------------------------------------------------------- */

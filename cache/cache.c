@@ -1,11 +1,16 @@
 /* cache.c - the sharded index and the entries; see cache.h.
  *
  * Layout. 2^k shards, each a cache-line-aligned struct with its own mutex
- * and an open-addressing table of {hash, entry} slots (16 bytes), linear
- * probing, at most 3/4 full, backward-shift deletion (no tombstones). The
- * top bits of the keyed 64-bit hash pick the shard, the low bits the slot.
- * The hash is SipHash-1-3 under a per-process random key, so an attacker who
- * cannot see the key cannot build colliding keys; probe sequences stay short.
+ * and an open-addressing table of 8-byte slots {low 32 bits of the hash,
+ * gc_ref of the entry}, linear probing, at most 3/4 full, backward-shift
+ * deletion (no tombstones). The top bits of the keyed 64-bit hash pick the
+ * shard, the low bits the slot; a slot whose 32 hash bits match is confirmed
+ * with the entry's full hash and key. The hash is SipHash-1-3 under a
+ * per-process random key, so an attacker who cannot see the key cannot build
+ * colliding keys; probe sequences stay short. As a second line, an insert
+ * whose probe runs past MAX_PROBE grows the table even below 3/4 full, so
+ * no run of colliding keys can make a shard's probes long
+ * (tests/unit/test_cache_flood.c measures it).
  *
  * Lock rules (memcached's): one shard lock at a time, never held across a
  * call into another module except gc_mark/gc_barrier (which take no lock).
@@ -39,9 +44,14 @@
 #include <string.h>
 
 typedef struct slot {
-  uint64_t hash;
-  cache_entry_t *e; /* NULL = empty */
+  uint32_t hash; /* low 32 bits of the entry's hash: its home is hash & mask */
+  uint32_t ref;  /* gc_ref of the entry; 0 = empty */
 } slot_t;
+
+static inline cache_entry_t *slot_entry(const slot_t *sl) {
+  return gc_deref(sl->ref);
+}
+static inline cache_entry_t *Q(uint32_t ref) { return gc_deref(ref); }
 
 typedef struct shard {
   pthread_mutex_t lock;
@@ -60,13 +70,19 @@ struct cache {
   shard_t *shards;
   void (*aux_free)(void *aux);
   _Atomic uint64_t index_bytes;
+  uint8_t id; /* slot in caches[]; stored in every entry's flags */
 };
 
 #define INITIAL_CAP 16
 #define DEFAULT_SHARDS 512
+#define MAX_PROBE 64 /* an insert probing further grows the table */
 
-static cache_t *finalize_cache; /* the cache whose entries carry aux */
-static cache_t *pressure_cache; /* the cache the collector asks to evict */
+/* Every live cache, by id (1..MAX_CACHES-1). An entry's flags carry its
+ * cache's id, so the finalizer finds the right aux-free callback; the
+ * pressure hook shrinks every cache. Written by cache_new/cache_free. */
+#define MAX_CACHES 64
+static cache_t *_Atomic caches[MAX_CACHES];
+static pthread_mutex_t caches_mu = PTHREAD_MUTEX_INITIALIZER;
 static void pressure(uint64_t budget);
 
 static inline void inc(_Atomic uint64_t *c, uint64_t d) {
@@ -95,8 +111,9 @@ static void scan(void *arg);
 static void entry_finalize(void *obj) {
   cache_entry_t *e = obj;
   void *aux = atomic_load_explicit(&e->aux, memory_order_acquire);
-  if (aux && finalize_cache && finalize_cache->aux_free)
-    finalize_cache->aux_free(aux);
+  cache_t *c = atomic_load(&caches[e->flags >> CACHE_F_ID_SHIFT]);
+  if (aux && c && c->aux_free)
+    c->aux_free(aux);
 }
 
 cache_t *cache_new(const cache_config_t *cfg) {
@@ -122,10 +139,22 @@ cache_t *cache_new(const cache_config_t *cfg) {
   }
   atomic_store(&c->index_bytes,
                n * (sizeof(shard_t) + INITIAL_CAP * sizeof(slot_t)));
+  pthread_mutex_lock(&caches_mu);
+  for (unsigned i = 1; i < MAX_CACHES && !c->id; i++)
+    if (!atomic_load(&caches[i])) {
+      c->id = (uint8_t)i;
+      atomic_store(&caches[i], c);
+    }
+  pthread_mutex_unlock(&caches_mu);
+  if (!c->id) { /* MAX_CACHES - 1 caches live at once is the limit */
+    for (unsigned i = 0; i < n; i++)
+      free(c->shards[i].slots);
+    free(c->shards);
+    free(c);
+    return NULL;
+  }
   gc_register_roots(GC_ROOTS_CONCURRENT, scan, c);
-  finalize_cache = c;
   gc_set_finalizer_hook(entry_finalize);
-  pressure_cache = c;
   gc_set_pressure_hook(pressure);
   return c;
 }
@@ -133,17 +162,14 @@ cache_t *cache_new(const cache_config_t *cfg) {
 void cache_free(cache_t *c) {
   if (!c)
     return;
+  /* waits for a running cycle to end: no scan or hook sees c afterwards */
+  gc_unregister_roots(GC_ROOTS_CONCURRENT, scan, c);
+  atomic_store(&caches[c->id], NULL);
   for (unsigned i = 0; i < c->nshards; i++) {
     pthread_mutex_destroy(&c->shards[i].lock);
     free(c->shards[i].slots);
   }
   free(c->shards);
-  if (finalize_cache == c)
-    finalize_cache = NULL;
-  if (pressure_cache == c) {
-    pressure_cache = NULL;
-    gc_set_pressure_hook(NULL);
-  }
   free(c);
 }
 
@@ -178,58 +204,62 @@ cache_entry_t *cache_entry_new(cache_t *c, gc_mutator_t *m, const char *key,
   e->expires_ns = expires_ns;
   e->etag = 0;
   atomic_init(&e->aux, NULL);
-  e->q_prev = e->q_next = NULL;
+  e->q_prev = e->q_next = 0;
   e->value_len = (uint32_t)value_len;
   e->key_len = (uint16_t)klen;
   e->ctype_len = (uint8_t)ctlen;
-  e->flags = 0;
+  e->flags = (uint8_t)(c->id << CACHE_F_ID_SHIFT);
   memcpy(e->data, key, klen);
-  memcpy(e->data + klen, ctype, ctlen);
-  e->data[klen + ctlen] = 0;
+  if (ctlen) { /* none stored takes no byte, not even the NUL */
+    memcpy(e->data + klen, ctype, ctlen);
+    e->data[klen + ctlen] = 0;
+  }
   return e;
 }
 
 /* ---- the SIEVE queue (shard lock held) ---------------------------------- */
 
 static void q_push_head(shard_t *s, cache_entry_t *e) {
-  e->q_prev = NULL;
-  e->q_next = s->q_head;
+  e->q_prev = 0;
+  e->q_next = gc_ref(s->q_head);
   if (s->q_head)
-    s->q_head->q_prev = e;
+    s->q_head->q_prev = gc_ref(e);
   else
     s->q_tail = e;
   s->q_head = e;
 }
 
 static void q_remove(shard_t *s, cache_entry_t *e) {
+  cache_entry_t *prev = Q(e->q_prev), *next = Q(e->q_next);
   if (s->hand == e)
-    s->hand = e->q_prev;
-  if (e->q_prev)
-    e->q_prev->q_next = e->q_next;
+    s->hand = prev;
+  if (prev)
+    prev->q_next = e->q_next;
   else
-    s->q_head = e->q_next;
-  if (e->q_next)
-    e->q_next->q_prev = e->q_prev;
+    s->q_head = next;
+  if (next)
+    next->q_prev = e->q_prev;
   else
-    s->q_tail = e->q_prev;
-  e->q_prev = e->q_next = NULL;
+    s->q_tail = prev;
+  e->q_prev = e->q_next = 0;
 }
 
 /* n takes o's place in the queue. */
 static void q_replace(shard_t *s, cache_entry_t *o, cache_entry_t *n) {
+  cache_entry_t *prev = Q(o->q_prev), *next = Q(o->q_next);
   n->q_prev = o->q_prev;
   n->q_next = o->q_next;
-  if (n->q_prev)
-    n->q_prev->q_next = n;
+  if (prev)
+    prev->q_next = gc_ref(n);
   else
     s->q_head = n;
-  if (n->q_next)
-    n->q_next->q_prev = n;
+  if (next)
+    next->q_prev = gc_ref(n);
   else
     s->q_tail = n;
   if (s->hand == o)
     s->hand = n;
-  o->q_prev = o->q_next = NULL;
+  o->q_prev = o->q_next = 0;
 }
 
 /* ---- table operations (shard lock held) ----------------------------------- */
@@ -238,11 +268,14 @@ static long find_locked(shard_t *s, uint64_t h, const char *key, size_t klen) {
   uint32_t i = (uint32_t)h & s->mask;
   for (;;) {
     slot_t *sl = &s->slots[i];
-    if (!sl->e)
+    if (!sl->ref)
       return -1;
-    if (sl->hash == h && sl->e->key_len == klen &&
-        memcmp(sl->e->data, key, klen) == 0)
-      return i;
+    if (sl->hash == (uint32_t)h) {
+      const cache_entry_t *e = slot_entry(sl);
+      if (e->hash == h && e->key_len == klen &&
+          memcmp(e->data, key, klen) == 0)
+        return i;
+    }
     i = (i + 1) & s->mask;
   }
 }
@@ -251,9 +284,9 @@ static void remove_at_locked(shard_t *s, uint32_t i) {
   uint32_t j = i;
   for (;;) {
     j = (j + 1) & s->mask;
-    if (!s->slots[j].e)
+    if (!s->slots[j].ref)
       break;
-    uint32_t k = (uint32_t)s->slots[j].hash & s->mask;
+    uint32_t k = s->slots[j].hash & s->mask;
     /* the entry at j may move to i unless its home k lies cyclically in
      * (i, j] */
     bool stays = (i <= j) ? (i < k && k <= j) : (i < k || k <= j);
@@ -262,13 +295,13 @@ static void remove_at_locked(shard_t *s, uint32_t i) {
       i = j;
     }
   }
-  s->slots[i].e = NULL;
+  s->slots[i].ref = 0;
   s->slots[i].hash = 0;
   s->count--;
 }
 
 static void unlink_locked(shard_t *s, uint32_t i) {
-  cache_entry_t *e = s->slots[i].e;
+  cache_entry_t *e = slot_entry(&s->slots[i]);
   dec(&s->bytes, e->value_len);
   dec(&s->mem, gc_usable_size(e));
   q_remove(s, e);
@@ -282,10 +315,10 @@ static int grow_locked(cache_t *c, shard_t *s) {
     return BC_ENOMEM;
   for (uint32_t i = 0; i < cap; i++) {
     slot_t *o = &s->slots[i];
-    if (!o->e)
+    if (!o->ref)
       continue;
-    uint32_t k = (uint32_t)o->hash & (ncap - 1);
-    while (n[k].e)
+    uint32_t k = o->hash & (ncap - 1);
+    while (n[k].ref)
       k = (k + 1) & (ncap - 1);
     n[k] = *o;
   }
@@ -298,37 +331,91 @@ static int grow_locked(cache_t *c, shard_t *s) {
 
 /* ---- public operations ---------------------------------------------------- */
 
-void cache_put(cache_t *c, cache_entry_t *e, bool *replaced) {
-  shard_t *s = shard_for(c, e->hash);
-  pthread_mutex_lock(&s->lock);
-  long i = find_locked(s, e->hash, e->data, e->key_len);
-  if (i >= 0) {
-    cache_entry_t *old = s->slots[i].e;
-    gc_barrier(old);
-    dec(&s->bytes, old->value_len);
-    dec(&s->mem, gc_usable_size(old));
-    q_replace(s, old, e);
-    e->flags |= CACHE_F_VISITED; /* an update is a use */
-    s->slots[i].e = e;
-    inc(&s->bytes, e->value_len);
-    inc(&s->mem, gc_usable_size(e));
-    inc(&s->replaces, 1);
-    *replaced = true;
-    pthread_mutex_unlock(&s->lock);
-    return;
-  }
+static bool etag_in(uint64_t etag, const uint64_t *list, unsigned n) {
+  for (unsigned i = 0; i < n; i++)
+    if (list[i] == etag)
+      return true;
+  return false;
+}
+
+bool cache_cond_match(const cache_cond_t *cond, const cache_entry_t *cur) {
+  if (!cond)
+    return true;
+  if (cond->if_match == CACHE_COND_ANY && !cur)
+    return false;
+  if (cond->if_match == CACHE_COND_LIST &&
+      (!cur || !etag_in(cur->etag, cond->match, cond->n_match)))
+    return false;
+  if (cond->if_none_match == CACHE_COND_ANY && cur)
+    return false;
+  if (cond->if_none_match == CACHE_COND_LIST && cur &&
+      etag_in(cur->etag, cond->none_match, cond->n_none_match))
+    return false;
+  return true;
+}
+
+/* Inserts e (not in the table) at its home or after it; shard lock held. */
+static void insert_locked(cache_t *c, shard_t *s, cache_entry_t *e) {
   if ((s->count + 1) * 4 > (s->mask + 1) * 3) {
     /* a failed resize leaves a fuller table, which still works until it is
      * full; a full table is a broken invariant */
     (void)grow_locked(c, s);
     BC_CHECK(s->count + 1 <= s->mask, "index shard full and cannot grow");
   }
-  uint32_t k = (uint32_t)e->hash & s->mask;
-  while (s->slots[k].e)
+  uint32_t k = (uint32_t)e->hash & s->mask, dist = 0;
+  while (s->slots[k].ref) {
     k = (k + 1) & s->mask;
-  s->slots[k].hash = e->hash;
-  s->slots[k].e = e;
+    dist++;
+  }
+  if (BC_UNLIKELY(dist > MAX_PROBE) && s->count * 8 > s->mask &&
+      grow_locked(c, s) == 0) {
+    /* a run of colliding homes: spread it over twice the slots */
+    k = (uint32_t)e->hash & s->mask;
+    while (s->slots[k].ref)
+      k = (k + 1) & s->mask;
+  }
+  s->slots[k].hash = (uint32_t)e->hash;
+  s->slots[k].ref = gc_ref(e);
   s->count++;
+}
+
+int cache_put_if(cache_t *c, cache_entry_t *e, const cache_cond_t *cond,
+                 uint64_t now_ns, bool *replaced) {
+  shard_t *s = shard_for(c, e->hash);
+  pthread_mutex_lock(&s->lock);
+  long i = find_locked(s, e->hash, e->data, e->key_len);
+  if (cond) {
+    cache_entry_t *cur = i >= 0 ? slot_entry(&s->slots[i]) : NULL;
+    if (cur && expired(cur, now_ns))
+      cur = NULL;
+    if (!cache_cond_match(cond, cur)) {
+      pthread_mutex_unlock(&s->lock);
+      return BC_EPRECOND;
+    }
+  }
+  if (i >= 0 && expired(slot_entry(&s->slots[i]), now_ns)) {
+    /* an expired value is absent: this is an insert, the old one expired */
+    gc_barrier(slot_entry(&s->slots[i]));
+    unlink_locked(s, (uint32_t)i);
+    inc(&s->expired, 1);
+    i = -1;
+  }
+  if (i >= 0) {
+    cache_entry_t *old = slot_entry(&s->slots[i]);
+    gc_barrier(old);
+    dec(&s->bytes, old->value_len);
+    dec(&s->mem, gc_usable_size(old));
+    q_replace(s, old, e);
+    e->flags |= CACHE_F_VISITED; /* an update is a use */
+    s->slots[i].ref = gc_ref(e);
+    inc(&s->bytes, e->value_len);
+    inc(&s->mem, gc_usable_size(e));
+    inc(&s->replaces, 1);
+    *replaced = true;
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+  }
+  insert_locked(c, s, e);
   e->flags &= (uint8_t)~CACHE_F_VISITED;
   q_push_head(s, e);
   inc(&s->bytes, e->value_len);
@@ -336,6 +423,11 @@ void cache_put(cache_t *c, cache_entry_t *e, bool *replaced) {
   inc(&s->inserts, 1);
   *replaced = false;
   pthread_mutex_unlock(&s->lock);
+  return 0;
+}
+
+void cache_put(cache_t *c, cache_entry_t *e, bool *replaced) {
+  (void)cache_put_if(c, e, NULL, bc_now_mono_ns(), replaced);
 }
 
 cache_entry_t *cache_get(cache_t *c, const char *key, size_t klen,
@@ -346,7 +438,7 @@ cache_entry_t *cache_get(cache_t *c, const char *key, size_t klen,
   long i = find_locked(s, h, key, klen);
   cache_entry_t *e = NULL;
   if (i >= 0) {
-    e = s->slots[i].e;
+    e = slot_entry(&s->slots[i]);
     if (BC_UNLIKELY(expired(e, now_ns))) {
       gc_barrier(e);
       unlink_locked(s, (uint32_t)i);
@@ -368,16 +460,23 @@ cache_entry_t *cache_get(cache_t *c, const char *key, size_t klen,
   return e;
 }
 
-int cache_delete(cache_t *c, const char *key, size_t klen, uint64_t now_ns) {
+int cache_delete_if(cache_t *c, const char *key, size_t klen,
+                    const cache_cond_t *cond, uint64_t now_ns) {
   uint64_t h = cache_hash(c, key, klen);
   shard_t *s = shard_for(c, h);
   pthread_mutex_lock(&s->lock);
   long i = find_locked(s, h, key, klen);
+  cache_entry_t *e = i >= 0 ? slot_entry(&s->slots[i]) : NULL;
+  bool was_expired = e && expired(e, now_ns);
+  /* absent: BC_ENOENT whatever cond says (RFC 9110 13.2.1 ignores
+   * preconditions where the answer would not be 2xx) */
+  if (cond && e && !was_expired && !cache_cond_match(cond, e)) {
+    pthread_mutex_unlock(&s->lock);
+    return BC_EPRECOND;
+  }
   int rc = BC_ENOENT;
-  if (i >= 0) {
-    cache_entry_t *e = s->slots[i].e;
+  if (e) {
     gc_barrier(e);
-    bool was_expired = expired(e, now_ns);
     unlink_locked(s, (uint32_t)i);
     if (was_expired) {
       inc(&s->expired, 1);
@@ -390,6 +489,10 @@ int cache_delete(cache_t *c, const char *key, size_t klen, uint64_t now_ns) {
   return rc;
 }
 
+int cache_delete(cache_t *c, const char *key, size_t klen, uint64_t now_ns) {
+  return cache_delete_if(c, key, klen, NULL, now_ns);
+}
+
 /* Evicts one entry from s by SIEVE; false if the shard is empty. */
 static bool evict_one_locked(shard_t *s) {
   cache_entry_t *o = s->hand ? s->hand : s->q_tail;
@@ -397,9 +500,9 @@ static bool evict_one_locked(shard_t *s) {
     return false;
   while (o->flags & CACHE_F_VISITED) {
     o->flags &= (uint8_t)~CACHE_F_VISITED;
-    o = o->q_prev ? o->q_prev : s->q_tail;
+    o = o->q_prev ? Q(o->q_prev) : s->q_tail;
   }
-  s->hand = o->q_prev;
+  s->hand = Q(o->q_prev);
   long i = find_locked(s, o->hash, o->data, o->key_len);
   BC_CHECK(i >= 0, "queued entry missing from its shard");
   gc_barrier(o);
@@ -410,10 +513,7 @@ static bool evict_one_locked(shard_t *s) {
 
 /* The collector's pressure hook: shrink every shard to its share of the
  * budget. Shards are balanced by the keyed hash, so an even share is fair. */
-static void pressure(uint64_t budget) {
-  cache_t *c = pressure_cache;
-  if (!c)
-    return;
+static void shrink(cache_t *c, uint64_t budget) {
   uint64_t total = 0;
   for (unsigned i = 0; i < c->nshards; i++)
     total += atomic_load_explicit(&c->shards[i].mem, memory_order_relaxed);
@@ -430,11 +530,30 @@ static void pressure(uint64_t budget) {
   }
 }
 
+/* Several caches share the budget in proportion to what they hold. */
+static void pressure(uint64_t budget) {
+  uint64_t mem[MAX_CACHES] = {0}, total = 0;
+  for (unsigned i = 1; i < MAX_CACHES; i++) {
+    cache_t *c = atomic_load(&caches[i]);
+    if (!c)
+      continue;
+    for (unsigned k = 0; k < c->nshards; k++)
+      mem[i] += atomic_load_explicit(&c->shards[k].mem, memory_order_relaxed);
+    total += mem[i];
+  }
+  if (total <= budget)
+    return;
+  for (unsigned i = 1; i < MAX_CACHES; i++) {
+    cache_t *c = atomic_load(&caches[i]);
+    if (c && mem[i])
+      shrink(c, (uint64_t)((unsigned __int128)budget * mem[i] / total));
+  }
+}
+
 uint64_t cache_evict(cache_t *c, uint64_t budget) {
   cache_stats_t before, after;
   cache_read_stats(c, &before);
-  pressure_cache = c;
-  pressure(budget);
+  shrink(c, budget);
   cache_read_stats(c, &after);
   return after.evicted - before.evicted;
 }
@@ -447,7 +566,7 @@ static void scan(void *arg) {
     pthread_mutex_lock(&s->lock);
     uint64_t now = bc_now_mono_ns();
     for (uint32_t i = 0; i <= s->mask;) {
-      cache_entry_t *e = s->slots[i].e;
+      cache_entry_t *e = slot_entry(&s->slots[i]);
       if (e && expired(e, now)) {
         unlink_locked(s, i); /* an entry may shift into i: look again */
         inc(&s->expired, 1);
@@ -459,6 +578,128 @@ static void scan(void *arg) {
     }
     pthread_mutex_unlock(&s->lock);
   }
+}
+
+/* ---- namespaces: listing and prefix delete -------------------------------- */
+
+static inline bool has_prefix(const cache_entry_t *e, const char *p,
+                              size_t n) {
+  return e->key_len >= n && memcmp(e->data, p, n) == 0;
+}
+
+/* A max-heap by hash (h[0] has the largest): the smallest hashes seen. */
+static void heap_up(cache_entry_t **h, size_t i) {
+  while (i > 0) {
+    size_t p = (i - 1) / 2;
+    if (h[p]->hash >= h[i]->hash)
+      break;
+    cache_entry_t *t = h[p];
+    h[p] = h[i];
+    h[i] = t;
+    i = p;
+  }
+}
+
+static void heap_down(cache_entry_t **h, size_t n, size_t i) {
+  for (;;) {
+    size_t l = 2 * i + 1, r = l + 1, m = i;
+    if (l < n && h[l]->hash > h[m]->hash)
+      m = l;
+    if (r < n && h[r]->hash > h[m]->hash)
+      m = r;
+    if (m == i)
+      return;
+    cache_entry_t *t = h[m];
+    h[m] = h[i];
+    h[i] = t;
+    i = m;
+  }
+}
+
+size_t cache_list(cache_t *c, const char *prefix, size_t plen,
+                  uint64_t now_ns, uint64_t *cursor, bool *done,
+                  cache_entry_t **out, size_t max, size_t budget) {
+  if (max > CACHE_LIST_MAX)
+    max = CACHE_LIST_MAX;
+  *done = false;
+  uint64_t from = *cursor, examined = 0;
+  size_t n = 0;
+  unsigned si = c->nshards > 1 ? (unsigned)(from >> c->shard_shift) : 0;
+  for (; si < c->nshards && max > 0; si++) {
+    shard_t *s = &c->shards[si];
+    cache_entry_t **h = out + n;
+    size_t need = max - n, hn = 0;
+    pthread_mutex_lock(&s->lock);
+    for (uint32_t i = 0; i <= s->mask; i++) {
+      cache_entry_t *e = slot_entry(&s->slots[i]);
+      if (!e || e->hash < from || expired(e, now_ns) ||
+          !has_prefix(e, prefix, plen))
+        continue;
+      if (hn < need) {
+        h[hn] = e;
+        heap_up(h, hn++);
+      } else if (e->hash < h[0]->hash) {
+        h[0] = e;
+        heap_down(h, hn, 0);
+      }
+    }
+    examined += (uint64_t)s->mask + 1;
+    /* cache_get's rule: the reaper may unlink an entry handed out */
+    if (BC_UNLIKELY(atomic_load_explicit(&gc__barrier_on,
+                                         memory_order_relaxed)))
+      for (size_t k = 0; k < hn; k++)
+        gc_mark(h[k]);
+    pthread_mutex_unlock(&s->lock);
+    for (size_t k = hn; k > 1; k--) { /* heap sort: ascending */
+      cache_entry_t *t = h[0];
+      h[0] = h[k - 1];
+      h[k - 1] = t;
+      heap_down(h, k - 1, 0);
+    }
+    n += hn;
+    if (n == max) {
+      uint64_t last = out[n - 1]->hash;
+      *cursor = last + 1;
+      *done = last == UINT64_MAX;
+      return n;
+    }
+    if (si + 1 == c->nshards)
+      break;
+    from = (uint64_t)(si + 1) << c->shard_shift;
+    if (examined >= budget) {
+      *cursor = from;
+      return n;
+    }
+  }
+  *done = true;
+  return n;
+}
+
+uint64_t cache_delete_prefix(cache_t *c, const char *prefix, size_t plen,
+                             uint64_t now_ns) {
+  uint64_t n = 0;
+  for (unsigned si = 0; si < c->nshards; si++) {
+    shard_t *s = &c->shards[si];
+    pthread_mutex_lock(&s->lock);
+    for (uint32_t i = 0; i <= s->mask;) {
+      cache_entry_t *e = slot_entry(&s->slots[i]);
+      if (!e || !has_prefix(e, prefix, plen)) {
+        i++;
+        continue;
+      }
+      gc_barrier(e);
+      bool was_expired = expired(e, now_ns);
+      unlink_locked(s, i); /* an entry may shift into i: look again */
+      if (was_expired) {
+        inc(&s->expired, 1);
+      } else {
+        inc(&s->deletes, 1);
+        n++;
+      }
+    }
+    pthread_mutex_unlock(&s->lock);
+  }
+  return n;
 }
 
 void cache_read_stats(cache_t *c, cache_stats_t *st) {

@@ -23,34 +23,39 @@
 #define CACHE_MAX_KEY 512
 #define CACHE_MAX_CTYPE 255
 #define CACHE_F_VISITED 1 /* read since the eviction hand last passed */
+#define CACHE_F_ID_SHIFT 1 /* flags >> 1: the owning cache's id (set once) */
 
+/* 48 bytes of header, no padding (pahole output in docs/ARCHITECTURE.md),
+ * so an 11-byte key and a 1 KiB value with no content type (1,083 bytes)
+ * fit the 1,088-byte size class. */
 typedef struct cache_entry {
   uint64_t hash;        /* keyed hash of the key */
   uint64_t expires_ns;  /* CLOCK_MONOTONIC deadline; 0 = never */
   uint64_t etag;        /* xxh64 of the value bytes */
   void *_Atomic aux;    /* owner-defined (api: a cached response) */
-  /* the shard's eviction queue (SIEVE), newest first; shard lock */
-  struct cache_entry *q_prev, *q_next;
+  /* the shard's eviction queue (SIEVE), newest first, as gc_ref()s;
+   * shard lock */
+  uint32_t q_prev, q_next;
   uint32_t value_len;
   uint16_t key_len;
-  uint8_t ctype_len;
+  uint8_t ctype_len;    /* 0: none stored (api: application/octet-stream) */
   uint8_t flags;        /* CACHE_F_*; shard lock */
-  char data[];          /* key, content type, NUL, value */
+  char data[];          /* key, [content type, NUL,] value */
 } cache_entry_t;
 
 static inline const char *cache_entry_key(const cache_entry_t *e) {
   return e->data;
 }
+/* NUL-terminated; "" when the entry has none (ctype_len 0 takes no byte) */
 static inline const char *cache_entry_ctype(const cache_entry_t *e) {
-  return e->data + e->key_len;
+  return e->ctype_len ? e->data + e->key_len : "";
 }
-/* NUL-terminated */
 static inline char *cache_entry_value(cache_entry_t *e) {
-  return e->data + e->key_len + e->ctype_len + 1;
+  return e->data + e->key_len + (e->ctype_len ? e->ctype_len + 1u : 0u);
 }
 static inline size_t cache_entry_size(size_t klen, size_t ctlen,
                                       size_t value_len) {
-  return sizeof(cache_entry_t) + klen + ctlen + 1 + value_len;
+  return sizeof(cache_entry_t) + klen + (ctlen ? ctlen + 1 : 0) + value_len;
 }
 
 typedef struct cache cache_t;
@@ -90,6 +95,66 @@ cache_entry_t *cache_get(cache_t *c, const char *key, size_t klen,
 
 /* Unlinks key. Returns 0 or BC_ENOENT. */
 int cache_delete(cache_t *c, const char *key, size_t klen, uint64_t now_ns);
+
+/* ---- conditional writes (compare-and-swap on the ETag) --------------------
+ * A condition is checked against the key's current entry under the shard
+ * lock, in the same critical section as the write, so two writers racing
+ * on one ETag cannot both win. An expired entry counts as absent.
+ * RFC 9110's order (13.2.2): if_match first, then if_none_match. */
+#define CACHE_COND_ETAGS 16
+enum cache_cond_kind {
+  CACHE_COND_OFF = 0, /* no such condition */
+  CACHE_COND_ANY,     /* "*": an entry exists (if_match) / none (none_match) */
+  CACHE_COND_LIST,    /* one of etags[] (possibly none of them parsed) */
+};
+typedef struct cache_cond {
+  uint8_t if_match, if_none_match; /* enum cache_cond_kind */
+  uint8_t n_match, n_none_match;
+  uint64_t match[CACHE_COND_ETAGS];      /* strong comparison */
+  uint64_t none_match[CACHE_COND_ETAGS]; /* weak: W/ tags already unwrapped */
+} cache_cond_t;
+
+/* Does cond hold for cur (NULL = absent)? Pure; for readers (GET's
+ * If-Match) that hold an entry from cache_get. */
+bool cache_cond_match(const cache_cond_t *cond, const cache_entry_t *cur);
+
+/* cache_put, if cond (NULL = none) holds for the current entry. Returns 0,
+ * or BC_EPRECOND with nothing changed. */
+int cache_put_if(cache_t *c, cache_entry_t *e, const cache_cond_t *cond,
+                 uint64_t now_ns, bool *replaced);
+
+/* cache_delete, if cond (NULL = none) holds for the present entry. Returns
+ * 0, BC_ENOENT (absent or expired: cond is not looked at), or
+ * BC_EPRECOND. */
+int cache_delete_if(cache_t *c, const char *key, size_t klen,
+                    const cache_cond_t *cond, uint64_t now_ns);
+
+/* ---- namespaces ------------------------------------------------------------
+ * Listing order is the keyed hash's order: the shard is the hash's top bits,
+ * so walking the shards in order and each shard's entries by hash visits
+ * every key once, whatever inserts, deletes and resizes happen in between,
+ * and a cursor is one hash value ("continue at hashes >= cursor"). The seed
+ * is per process, so cursors do not outlive it. */
+
+/* Collects up to max (<= CACHE_LIST_MAX) live entries whose key starts
+ * with prefix (plen 0: every key) and whose hash is >= *cursor, in hash
+ * order, into out[]. Each shard is visited under its lock; the walk stops
+ * after the shard that filled out[] or after the shard that took the
+ * entries examined past budget (so a request's work is bounded). Returns
+ * how many were stored; *cursor becomes where the next call continues, and
+ * *done is set when the whole keyspace after the cursor was visited.
+ * Entries in out[] follow cache_get's lifetime rule. */
+#define CACHE_LIST_MAX 1000
+size_t cache_list(cache_t *c, const char *prefix, size_t plen,
+                  uint64_t now_ns, uint64_t *cursor, bool *done,
+                  cache_entry_t **out, size_t max, size_t budget);
+
+/* Unlinks every entry whose key starts with prefix (plen 0: all), shard by
+ * shard under each shard's lock, each through the deletion barrier. Returns
+ * how many live entries went (counted as deletes; expired ones met on the
+ * way are counted as expired, not returned). */
+uint64_t cache_delete_prefix(cache_t *c, const char *prefix, size_t plen,
+                             uint64_t now_ns);
 
 /* Sets e's aux to v if it has none; returns the aux in place afterwards.
  * When v wins, the cache's aux-free callback will get v when e is

@@ -71,6 +71,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "gc_internal.h"
 
@@ -111,6 +112,7 @@ int gc_init(const gc_config_t *cfg) {
   pthread_mutex_init(&h->mutators_lock, NULL);
   pthread_mutex_init(&h->stw_mu, NULL);
   pthread_cond_init(&h->stw_cv, NULL);
+  pthread_mutex_init(&h->run_mu, NULL);
   pthread_mutex_init(&h->cycle_mu, NULL);
   pthread_cond_init(&h->cycle_cv, NULL);
   pthread_cond_init(&h->done_cv, NULL);
@@ -268,6 +270,21 @@ void gc_register_roots(enum gc_roots_kind kind, gc_scan_fn fn, void *arg) {
   pthread_mutex_unlock(&h->mutators_lock);
 }
 
+void gc_unregister_roots(enum gc_roots_kind kind, gc_scan_fn fn, void *arg) {
+  gc_heap_t *h = &gc__heap;
+  pthread_mutex_lock(&h->run_mu);
+  pthread_mutex_lock(&h->mutators_lock);
+  for (int i = 0; i < h->nroots; i++) {
+    roots_entry_t *r = &h->roots[i];
+    if (r->kind == kind && r->fn == fn && r->arg == arg) {
+      h->roots[i] = h->roots[--h->nroots];
+      break;
+    }
+  }
+  pthread_mutex_unlock(&h->mutators_lock);
+  pthread_mutex_unlock(&h->run_mu);
+}
+
 void gc_register_cycle_hook(void (*fn)(void *arg), void *arg) {
   gc_heap_t *h = &gc__heap;
   pthread_mutex_lock(&h->mutators_lock);
@@ -279,6 +296,10 @@ void gc_register_cycle_hook(void (*fn)(void *arg), void *arg) {
 }
 
 void gc_set_finalizer_hook(gc_finalizer_fn fn) { gc__heap.finalizer = fn; }
+void gc_set_cycle_observer(void (*fn)(const gc_cycle_info_t *info)) {
+  gc__heap.observer = fn;
+}
+
 void gc_set_pressure_hook(void (*fn)(uint64_t budget)) {
   gc__heap.pressure = fn;
 }
@@ -289,7 +310,7 @@ void gc_set_pressure_hook(void (*fn)(uint64_t budget)) {
 static uint64_t live_budget(void) {
   gc_heap_t *h = &gc__heap;
   uint64_t lim = atomic_load(&h->memory_limit);
-  uint64_t other = atomic_load(&h->meta_sys) + atomic_load(&h->other_sys);
+  uint64_t other = gc__offheap();
   uint64_t b = lim / 4 * 3;
   return b > other ? b - other : 0;
 }
@@ -415,10 +436,28 @@ static void pools_release(gc_mutator_t *m) {
  * connection pools, the index tables, jansson, cached responses): the libc
  * heap in use, sampled about once a second and at every cycle. */
 static void sample_other_sys(void) {
+  gc_heap_t *h = &gc__heap;
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 33)
   struct mallinfo2 mi = mallinfo2();
-  atomic_store(&gc__heap.other_sys, (uint64_t)mi.uordblks + mi.hblkhd);
+  atomic_store(&h->other_sys, (uint64_t)mi.uordblks + mi.hblkhd);
 #endif
+  /* base_sys: RSS (statm's second field, in pages) less the heap's pages
+   * (handed out, not released), meta_sys and other_sys */
+  FILE *f = fopen("/proc/self/statm", "r");
+  unsigned long long size, resident;
+  if (!f)
+    return;
+  int n = fscanf(f, "%llu %llu", &size, &resident);
+  fclose(f);
+  if (n != 2)
+    return;
+  uint64_t rss = (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+  pthread_mutex_lock(&h->lock);
+  uint64_t heap = h->grown;
+  pthread_mutex_unlock(&h->lock);
+  heap -= atomic_load(&h->heap_released);
+  uint64_t known = heap + atomic_load(&h->meta_sys) + atomic_load(&h->other_sys);
+  atomic_store(&h->base_sys, rss > known ? rss - known : 0);
 }
 
 static void scavenge_to_limit(void) {
@@ -429,7 +468,7 @@ static void scavenge_to_limit(void) {
   mapped = h->grown;
   pthread_mutex_unlock(&h->lock);
   mapped -= atomic_load(&h->heap_released);
-  mapped += atomic_load(&h->meta_sys) + atomic_load(&h->other_sys);
+  mapped += gc__offheap();
   uint64_t target = lim / 100 * 95;
   if (mapped > target)
     gc__scavenge(0, mapped - target);
@@ -445,7 +484,7 @@ static uint64_t pacer_goal(uint64_t live) {
       goal = MIN_HEAP_GOAL;
   }
   uint64_t lim = atomic_load(&h->memory_limit);
-  uint64_t meta = atomic_load(&h->meta_sys) + atomic_load(&h->other_sys);
+  uint64_t meta = gc__offheap();
   uint64_t cap = lim / 100 * 85; /* leaves time for a cycle to finish */
   cap = cap > meta ? cap - meta : 0;
   if (goal > cap)
@@ -537,7 +576,10 @@ static void run_cycle(bool forced) {
   pthread_mutex_lock(&h->stats_mu);
   uint32_t n = h->num_gc;
   h->pause_ns[n % GC_PAUSE_RING] = pause1 + pause2;
-  h->pause_end[n % GC_PAUSE_RING] = bc_now_real_ns();
+  /* Go's PauseEnd and LastGC: when mark termination's pause ended (t3), not
+   * when the sweep did */
+  h->pause_end[n % GC_PAUSE_RING] =
+      bc_now_real_ns() - (bc_now_mono_ns() - t3);
   h->pause_total_ns += pause1 + pause2;
   h->last_pause[0] = pause1;
   h->last_pause[1] = pause2;
@@ -558,6 +600,12 @@ static void run_cycle(bool forced) {
   if (h->gctrace)
     gctrace(n + 1, t0, pause1, t2 - t1, pause2, t4 - t3, heap_before,
             atomic_load(&h->heap_alloc), live, goal, frac, forced);
+  if (h->observer) {
+    gc_cycle_info_t info = {n + 1, pause1, t2 - t1, pause2, t4 - t3,
+                            heap_before, atomic_load(&h->heap_alloc), live,
+                            goal, frac, forced};
+    h->observer(&info);
+  }
 }
 
 static void *collector_main(void *arg) {
@@ -586,7 +634,9 @@ static void *collector_main(void *arg) {
     h->forced_pending = false;
     atomic_store(&h->cycle_pending, 0);
     pthread_mutex_unlock(&h->cycle_mu);
+    pthread_mutex_lock(&h->run_mu);
     run_cycle(forced);
+    pthread_mutex_unlock(&h->run_mu);
     pthread_mutex_lock(&h->cycle_mu);
     h->cycles_done = h->cycles_started;
     pthread_cond_broadcast(&h->done_cv);
@@ -667,7 +717,10 @@ uint64_t gc_set_memory_limit(uint64_t bytes) {
 
 void gc_verify(void) {
   stw_start();
+  /* mutators are parked, but the collector may be sweeping a span */
+  pthread_mutex_lock(&gc__heap.sweep_mu);
   gc__verify_locked();
+  pthread_mutex_unlock(&gc__heap.sweep_mu);
   stw_end();
 }
 

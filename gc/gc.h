@@ -70,6 +70,19 @@ void *gc_alloc(gc_mutator_t *m, size_t size, int *err);
 /* Usable size of an object returned by gc_alloc. */
 size_t gc_usable_size(const void *obj);
 
+/* Compressed references: a heap object as 32 bits (its offset from the
+ * heap's base in 16-byte units, plus one; 0 is NULL). The reservation is
+ * 64 GiB and objects are 16-byte aligned, so every object of 32 bytes or
+ * more has one (only the last 16-byte unit could not start an object). For dense structures that link heap objects (the cache's
+ * slots and queues); the collector does not trace them either. */
+extern uintptr_t gc__heap_base;
+static inline uint32_t gc_ref(const void *obj) {
+  return obj ? (uint32_t)(((uintptr_t)obj - gc__heap_base) >> 4) + 1 : 0;
+}
+static inline void *gc_deref(uint32_t ref) {
+  return ref ? (void *)(gc__heap_base + ((uintptr_t)(ref - 1) << 4)) : NULL;
+}
+
 /* Roots. A scanner calls gc_mark() on every object it reaches.
  * GC_ROOTS_STW scanners run while every mutator is parked (the request
  * contexts). GC_ROOTS_CONCURRENT scanners run on the collector thread while
@@ -78,6 +91,10 @@ size_t gc_usable_size(const void *obj);
 enum gc_roots_kind { GC_ROOTS_STW, GC_ROOTS_CONCURRENT };
 typedef void (*gc_scan_fn)(void *arg);
 void gc_register_roots(enum gc_roots_kind kind, gc_scan_fn fn, void *arg);
+/* Removes a scanner; waits for a running cycle to end first, so fn is not
+ * running and will not run with arg after it returns. Not from a mutator
+ * that is running (park it first). */
+void gc_unregister_roots(enum gc_roots_kind kind, gc_scan_fn fn, void *arg);
 
 /* Shades obj (sets its mark bit). Safe from any thread during a cycle. */
 void gc_mark(void *obj);
@@ -107,6 +124,16 @@ void gc_set_finalizer(void *obj);
  * for the garbage that accumulates between cycles. Whatever the hook drops
  * from its roots before returning is reclaimed by that same cycle. */
 void gc_set_pressure_hook(void (*fn)(uint64_t budget));
+
+/* Cycle observer: called on the collector thread after every cycle. */
+typedef struct gc_cycle_info {
+  uint64_t num;                     /* 1-based cycle number */
+  uint64_t pause_start_ns, mark_ns, pause_end_ns, sweep_ns;
+  uint64_t heap_before, heap_after, live, goal; /* bytes */
+  double cpu_fraction;
+  bool forced;
+} gc_cycle_info_t;
+void gc_set_cycle_observer(void (*fn)(const gc_cycle_info_t *info));
 
 /* Cycle hooks run during the start-of-cycle stop-the-world phase, before the
  * STW root scanners (pools rotate here). Keep them short. */
@@ -151,7 +178,7 @@ typedef struct gc_pool_stats {
   uint64_t gets, puts, news, victim_hits, dropped;
 } gc_pool_stats_t;
 
-#define GC_MAX_CLASSES 80
+#define GC_MAX_CLASSES 112 /* 105 in use (gc/heap.c init_classes) */
 #define GC_MAX_POOLS 8
 
 typedef struct gc_stats {

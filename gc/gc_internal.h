@@ -157,6 +157,12 @@ typedef struct gc_heap {
   _Atomic uint64_t by_size_frees[GC_MAX_CLASSES];
   _Atomic uint64_t meta_sys;      /* span structs, mcaches, spanmap touched */
   _Atomic uint64_t other_sys;     /* libc heap in use (mallinfo2), sampled */
+  /* the rest of the process's resident memory (binary, libraries, thread
+   * stacks, libc heap beyond what is in use): RSS less the heap's pages,
+   * meta_sys and other_sys, sampled with other_sys. Counted against the
+   * soft limit (gc__offheap), so the limit bounds RSS, not only the heap;
+   * not reported in any MemStats field. */
+  _Atomic uint64_t base_sys;
   _Atomic uint64_t alloc_failures;
   _Atomic uint64_t swept_live_bytes; /* live bytes found by this sweep */
 
@@ -166,14 +172,20 @@ typedef struct gc_heap {
   /* stw_request is gc__stw_request (gc.h), exported for the inline
    * safepoint check */
   pthread_mutex_t mutators_lock;
+  /* held by gc__sweep_one around the span it sweeps, and by gc_verify, so
+   * the verifier never sees a span half swept (the collector's sweep runs
+   * while the world is stopped for the check). Order: after mutators_lock,
+   * before central[c].lock. */
+  pthread_mutex_t sweep_mu;
   gc_mutator_t *mutators;        /* attached; mutators_lock */
   /* every mutator ever attached, by id; never reused, freed at gc_close, so
    * readers can sum counters without a lock */
   gc_mutator_t *_Atomic slots[GC_MAX_MUTATORS];
-  int nmutators, next_mutator_id;
+  _Atomic int nmutators, next_mutator_id; /* written under mutators_lock */
   pthread_mutex_t stw_mu;
   pthread_cond_t stw_cv;
 
+  pthread_mutex_t run_mu;   /* held by the collector for a whole cycle */
   pthread_mutex_t cycle_mu;
   pthread_cond_t cycle_cv;    /* collector waits here for work */
   pthread_cond_t done_cv;     /* gc_collect waits here */
@@ -201,6 +213,7 @@ typedef struct gc_heap {
   int nhooks;
   gc_finalizer_fn finalizer;
   void (*pressure)(uint64_t budget);
+  void (*observer)(const gc_cycle_info_t *info);
   gc_pool_t *pools[GC_MAX_POOLS];
   _Atomic int npools;
 
@@ -222,7 +235,8 @@ typedef struct gc_heap {
   uint8_t class_pages[GC_MAX_CLASSES];
   uint16_t class_nelems[GC_MAX_CLASSES];
   uint8_t size_to_class8[1024 / 8 + 1];      /* sizes <= 1024, by 8 */
-  uint8_t size_to_class128[(GC_MAX_SMALL - 1024) / 128 + 1]; /* by 128 */
+  /* sizes above 1024, by 64: every class there is a multiple of 64 */
+  uint8_t size_to_class64[(GC_MAX_SMALL - 1024) / 64 + 1];
 } gc_heap_t;
 
 extern gc_heap_t gc__heap;
@@ -242,11 +256,20 @@ bool gc__sys_commit_fail(void);
 void gc__trigger(void);
 bool gc__collect_for_limit(gc_mutator_t *m, size_t need);
 
+/* Everything outside the heap's in-use pages that counts against the soft
+ * limit: GC metadata, the libc heap, the rest of RSS (see base_sys). */
+static inline uint64_t gc__offheap(void) {
+  gc_heap_t *h = &gc__heap;
+  return atomic_load_explicit(&h->meta_sys, memory_order_relaxed) +
+         atomic_load_explicit(&h->other_sys, memory_order_relaxed) +
+         atomic_load_explicit(&h->base_sys, memory_order_relaxed);
+}
+
 static inline int gc__size_class(size_t size) {
   gc_heap_t *h = &gc__heap;
   if (size <= 1024)
     return h->size_to_class8[(size + 7) >> 3];
-  return h->size_to_class128[(size - 1024 + 127) >> 7];
+  return h->size_to_class64[(size - 1024 + 63) >> 6];
 }
 
 #endif

@@ -46,10 +46,13 @@
 #endif
 
 gc_heap_t gc__heap;
+uintptr_t gc__heap_base; /* gc.h's gc_ref: h->base, set once at init */
 
 /* 64 GiB of address space is the heap's ceiling; the soft memory limit is
  * capped below it. */
 #define GC_RESERVE ((size_t)64 << 30)
+_Static_assert(GC_RESERVE / 16 <= ((uint64_t)1 << 32),
+               "gc_ref needs every 16-byte unit of the heap to fit 32 bits");
 
 /* ---- span lists ---------------------------------------------------------- */
 
@@ -104,34 +107,56 @@ static gc_span_t *list_pop(span_list_t *l) {
 
 /* ---- size classes ---------------------------------------------------------
  * 16-byte steps to 128 B, then eight classes per doubling (at most 12.5%
- * rounding waste). Each class's span is the fewest pages whose tail waste is
- * at most 1/8 of the span, with at most GC_MAX_OBJS objects. */
+ * rounding waste), except sixteen per doubling from 512 B to 8 KiB (at most
+ * 6.25%), where most cached values sit: a 1 KiB value with its 48-byte
+ * header and a short key is 1,083 bytes, which the 1,088-byte class holds
+ * with 0.5% waste where eight steps would round it to 1,152 (6%).
+ * docs/BENCHMARKS.md "Memory overhead" has the measurement.
+ *
+ * A class's span is chosen for density: among 1..SPAN_MAX_PAGES pages (at
+ * most GC_MAX_OBJS objects), the one whose waste -- the tail no object fits
+ * in plus the span struct kept outside (sizeof(gc_span_t)) -- is the
+ * smallest fraction of it (the fewest pages on a tie). At most 3.7% for
+ * classes from 512 B up, 1.0% for the 1,088-byte class (8 pages, 60
+ * objects); the old rule (fewest pages with a tail under 1/8) left up to
+ * 15% there. */
+#define SPAN_MAX_PAGES 8
+
 static void init_classes(gc_heap_t *h) {
   int n = 1;
   h->class_size[0] = 0;
   for (uint32_t sz = 16; sz <= 128; sz += 16)
     h->class_size[n++] = sz;
-  for (uint32_t base = 128; base < GC_MAX_SMALL; base *= 2)
-    for (uint32_t k = 1; k <= 8; k++)
-      h->class_size[n++] = base + base / 8 * k;
+  for (uint32_t base = 128; base < GC_MAX_SMALL; base *= 2) {
+    uint32_t steps = base >= 512 && base < 8192 ? 16 : 8;
+    for (uint32_t k = 1; k <= steps; k++)
+      h->class_size[n++] = base + base / steps * k;
+  }
   h->nclasses = n;
   BC_CHECK(n <= GC_MAX_CLASSES, "too many size classes: %d", n);
   for (int c = 1; c < n; c++) {
     uint32_t sz = h->class_size[c];
-    uint32_t pages = 1;
-    for (;; pages++) {
+    size_t best_pages = 0, best_waste = 0;
+    for (size_t pages = 1; pages <= SPAN_MAX_PAGES; pages++) {
       size_t bytes = pages * GC_PAGE_SIZE;
       size_t nel = bytes / sz;
-      if (nel > GC_MAX_OBJS) {
+      if (nel > GC_MAX_OBJS)
         nel = GC_MAX_OBJS;
+      if (nel < 1)
+        continue;
+      size_t waste = bytes - nel * sz + sizeof(gc_span_t);
+      /* waste/bytes < best_waste/best_bytes, in integers */
+      if (!best_pages || waste * best_pages * GC_PAGE_SIZE < best_waste * bytes) {
+        best_pages = pages;
+        best_waste = waste;
       }
-      if (nel >= 1 && (bytes - nel * sz) * 8 <= bytes)
-        break;
     }
-    size_t nel = pages * GC_PAGE_SIZE / sz;
+    if (!best_pages) /* sz > SPAN_MAX_PAGES pages: one object per span */
+      best_pages = (sz + GC_PAGE_SIZE - 1) / GC_PAGE_SIZE;
+    size_t nel = best_pages * GC_PAGE_SIZE / sz;
     if (nel > GC_MAX_OBJS)
       nel = GC_MAX_OBJS;
-    h->class_pages[c] = (uint8_t)pages;
+    h->class_pages[c] = (uint8_t)best_pages;
     h->class_nelems[c] = (uint16_t)nel;
   }
   int c = 1;
@@ -141,11 +166,11 @@ static void init_classes(gc_heap_t *h) {
       c++;
     h->size_to_class8[i] = (uint8_t)c;
   }
-  for (size_t i = 0; i < BC_ARRAY_LEN(h->size_to_class128); i++) {
-    size_t sz = 1024 + i * 128;
+  for (size_t i = 0; i < BC_ARRAY_LEN(h->size_to_class64); i++) {
+    size_t sz = 1024 + i * 64;
     while (h->class_size[c] < sz)
       c++;
-    h->size_to_class128[i] = (uint8_t)c;
+    h->size_to_class64[i] = (uint8_t)c;
   }
 }
 
@@ -173,6 +198,7 @@ int gc__heap_init(void) {
   if (p == MAP_FAILED)
     return BC_ENOMEM;
   h->base = (uintptr_t)p;
+  gc__heap_base = h->base;
   h->spanmap_bytes = (h->reserved / GC_PAGE_SIZE) * sizeof(gc_span_t *);
   void *sm = mmap(NULL, h->spanmap_bytes, PROT_READ | PROT_WRITE,
                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -182,6 +208,7 @@ int gc__heap_init(void) {
   }
   h->spanmap = sm;
   pthread_mutex_init(&h->lock, NULL);
+  pthread_mutex_init(&h->sweep_mu, NULL);
   for (int c = 0; c < GC_MAX_CLASSES; c++)
     pthread_mutex_init(&h->central[c].lock, NULL);
   return 0;
@@ -392,8 +419,7 @@ void gc__free_pages(gc_span_t *s) {
 static bool under_limit(gc_heap_t *h, size_t bytes) {
   uint64_t lim = atomic_load_explicit(&h->memory_limit, memory_order_relaxed);
   uint64_t used = atomic_load_explicit(&h->heap_inuse, memory_order_relaxed) +
-                  atomic_load_explicit(&h->meta_sys, memory_order_relaxed) +
-                  atomic_load_explicit(&h->other_sys, memory_order_relaxed);
+                  gc__offheap();
   return used + bytes <= lim;
 }
 
@@ -541,6 +567,7 @@ static bool place_swept_locked(gc_central_t *ce, gc_span_t *s, bool empty) {
 
 bool gc__sweep_one(void) {
   gc_heap_t *h = &gc__heap;
+  pthread_mutex_lock(&h->sweep_mu); /* gc_verify waits for this span */
   for (; sweep_cursor < h->nclasses; sweep_cursor++) {
     gc_central_t *ce = &h->central[sweep_cursor];
     pthread_mutex_lock(&ce->lock);
@@ -555,13 +582,16 @@ bool gc__sweep_one(void) {
     pthread_mutex_unlock(&ce->lock);
     if (release)
       gc__free_pages(s);
+    pthread_mutex_unlock(&h->sweep_mu);
     return true;
   }
   pthread_mutex_lock(&h->lock);
   gc_span_t *s = list_pop(&h->large_unswept);
   pthread_mutex_unlock(&h->lock);
-  if (!s)
+  if (!s) {
+    pthread_mutex_unlock(&h->sweep_mu);
     return false;
+  }
   bool keep = sweep_large(s);
   pthread_mutex_lock(&h->lock);
   if (keep)
@@ -569,6 +599,7 @@ bool gc__sweep_one(void) {
   else
     free_pages_locked(h, s);
   pthread_mutex_unlock(&h->lock);
+  pthread_mutex_unlock(&h->sweep_mu);
   return true;
 }
 
@@ -706,7 +737,7 @@ static BC_NOINLINE void *alloc_large(gc_mutator_t *m, size_t size, int *err) {
   s->allocbits[0] = 1;
   if (atomic_load_explicit(&h->alloc_black, memory_order_relaxed))
     atomic_store(&s->markbits[0], 1);
-  UNPOISON(s->base, size);
+  UNPOISON(s->base, npages * GC_PAGE_SIZE); /* all of gc_usable_size */
   atomic_fetch_add(&h->heap_alloc, npages * GC_PAGE_SIZE);
   pthread_mutex_lock(&h->lock);
   list_push(&h->large, s, LIST_LARGE);

@@ -6,12 +6,17 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
+#include "cgroup.h"
 #include "server.h"
 
 /* K_TOKEN_FILE: the flag names a file holding a secret; its environment
  * twin (env_name) is not derived from the flag's name and carries the secret
  * itself, so it never sits in a file or on a command line. */
-enum kind { K_ADDR, K_INT, K_SIZE, K_DURATION, K_PERCENT, K_BOOL, K_TOKEN_FILE };
+enum kind {
+  K_ADDR, K_INT, K_SIZE, K_DURATION, K_TTL, K_PERCENT, K_BOOL, K_TOKEN_FILE,
+  K_LEVEL, K_FORMAT, K_FRACTION, K_REQID, K_CGROUP_ROOT};
 
 typedef struct flag {
   const char *name; /* without the leading dashes */
@@ -31,7 +36,8 @@ static const flag_t flags[] = {
     {"workers", K_INT, OFF(workers), NULL,
      "worker threads (default: online CPUs)"},
     {"memory-limit", K_SIZE, OFF(memory_limit), NULL,
-     "soft memory limit, e.g. 512MiB, 2GiB (default: half of RAM)"},
+     "soft memory limit, e.g. 512MiB, 2GiB (default: 75% of the cgroup's "
+     "memory limit, else 50% of RAM)"},
     {"max-value-size", K_SIZE, OFF(max_value_size), "64MiB",
      "largest value a PUT may store"},
     {"gc-percent", K_PERCENT, OFF(gc_percent), "100",
@@ -48,11 +54,30 @@ static const flag_t flags[] = {
      "open connections on the data listener, all workers together"},
     {"max-header-size", K_SIZE, OFF(conn_memory), "32KiB",
      "per-connection buffer for the request line and headers"},
+    {"default-ttl", K_TTL, OFF(default_ttl_ns), "0",
+     "TTL of a PUT without ?ttl= (Go duration or seconds; 0 = none)"},
     {"gctrace", K_BOOL, OFF(gctrace), "false",
      "print one line per GC cycle to stderr"},
     {"admin-token-file", K_TOKEN_FILE, OFF(admin_token), NULL,
      "file with a bearer token every admin request must carry"},
+    {"log-level", K_LEVEL, OFF(log_level), "info", "debug, info, warn, error"},
+    {"log-format", K_FORMAT, OFF(log_json), "json",
+     "json (one object per line) or text"},
+    {"access-log", K_BOOL, OFF(access_log), "true",
+     "one log line per finished request"},
+    {"access-log-sample", K_FRACTION, OFF(access_log_sample), "1",
+     "fraction of requests in the access log (errors always are)"},
+    {"request-id-header", K_REQID, OFF(request_id_always), "always",
+     "X-Request-Id on every response (always) or only when sent (incoming)"},
+    /* K_CGROUP_ROOT: kept by server/cgroup.c, not in srv_config_t */
+    {"cgroup-root", K_CGROUP_ROOT, 0, "/",
+     "directory standing for / when the default memory limit reads "
+     "/proc/self/cgroup and /sys/fs/cgroup (for tests)"},
 };
+
+/* where each flag's value came from, and its text, for srv_config_log */
+static const char *flag_source[BC_ARRAY_LEN(flags)];
+static const char *flag_text[BC_ARRAY_LEN(flags)];
 
 #define TOKEN_ENV "BUFCACHE_ADMIN_TOKEN"
 
@@ -169,6 +194,11 @@ static int apply(srv_config_t *cfg, const flag_t *f, const char *v) {
       return BC_EINVAL;
     *(uint64_t *)(void *)field = u;
     return 0;
+  case K_TTL: /* like ?ttl=: a Go duration or whole seconds; 0 = none */
+    if (bc_parse_duration(v, strlen(v), true, &u))
+      return BC_EINVAL;
+    *(uint64_t *)(void *)field = u;
+    return 0;
   case K_PERCENT:
     if (strcmp(v, "off") == 0) {
       *(int *)(void *)field = GC_PERCENT_OFF;
@@ -178,6 +208,35 @@ static int apply(srv_config_t *cfg, const flag_t *f, const char *v) {
       return BC_EINVAL;
     *(int *)(void *)field = (int)u;
     return 0;
+  case K_LEVEL: {
+    static const char *lv[] = {"debug", "info", "warn", "error"};
+    for (int i = 0; i < 4; i++)
+      if (!strcmp(v, lv[i])) {
+        *(int *)(void *)field = i;
+        return 0;
+      }
+    return BC_EINVAL;
+  }
+  case K_FORMAT:
+    if (strcmp(v, "json") && strcmp(v, "text"))
+      return BC_EINVAL;
+    *(bool *)(void *)field = strcmp(v, "json") == 0;
+    return 0;
+  case K_REQID:
+    if (strcmp(v, "always") && strcmp(v, "incoming"))
+      return BC_EINVAL;
+    *(bool *)(void *)field = strcmp(v, "always") == 0;
+    return 0;
+  case K_FRACTION: {
+    char *end;
+    double d = strtod(v, &end);
+    if (end == v || *end || !(d > 0 && d <= 1))
+      return BC_EINVAL;
+    *(double *)(void *)field = d;
+    return 0;
+  }
+  case K_CGROUP_ROOT:
+    return srv__cgroup_set_root(v);
   case K_BOOL:
     if (!strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "on")) {
       *(bool *)(void *)field = true;
@@ -204,16 +263,15 @@ static const flag_t *lookup(const char *name, size_t len) {
 int srv_config_parse(srv_config_t *cfg, int argc, char **argv) {
   memset(cfg, 0, sizeof(*cfg));
   /* 1. defaults */
-  for (size_t i = 0; i < BC_ARRAY_LEN(flags); i++)
+  for (size_t i = 0; i < BC_ARRAY_LEN(flags); i++) {
+    flag_source[i] = "default";
+    flag_text[i] = flags[i].def;
     if (flags[i].def)
       BC_CHECK(apply(cfg, &flags[i], flags[i].def) == 0, "bad default");
+  }
   long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
   cfg->workers = ncpu > 0 ? (int)(ncpu > 256 ? 256 : ncpu) : 1;
-  long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
-  cfg->memory_limit = pages > 0 && psize > 0
-                          ? (uint64_t)pages * (uint64_t)psize / 2
-                          : (uint64_t)1 << 30;
-  cfg->memory_limit_source = "default";
+  cfg->memory_limit_source = "default"; /* computed last, if still so */
   bool set_by_flag[BC_ARRAY_LEN(flags)] = {0};
 
   /* 2. flags */
@@ -253,6 +311,8 @@ int srv_config_parse(srv_config_t *cfg, int argc, char **argv) {
       return 2;
     }
     set_by_flag[f - flags] = true;
+    flag_source[f - flags] = "flag";
+    flag_text[f - flags] = v;
     if (!strcmp(f->name, "memory-limit"))
       cfg->memory_limit_source = "flag";
   }
@@ -281,9 +341,13 @@ int srv_config_parse(srv_config_t *cfg, int argc, char **argv) {
               envname, flags[i].name);
       return 2;
     }
+    flag_source[i] = "env";
+    flag_text[i] = v;
     if (!strcmp(flags[i].name, "memory-limit"))
       cfg->memory_limit_source = "env";
   }
+  if (!strcmp(cfg->memory_limit_source, "default"))
+    srv__memory_limit_default(cfg);
   if (cfg->request_timeout_ns > cfg->max_request_timeout_ns)
     cfg->max_request_timeout_ns = cfg->request_timeout_ns;
   if (cfg->conn_memory < 4096) {
@@ -297,4 +361,28 @@ int srv_config_parse(srv_config_t *cfg, int argc, char **argv) {
     return 2;
   }
   return 0;
+}
+
+void srv_config_log(const srv_config_t *cfg) {
+  json_t *o = json_object();
+  for (size_t i = 0; i < BC_ARRAY_LEN(flags); i++) {
+    const flag_t *f = &flags[i];
+    char buf[64];
+    const char *text = flag_text[i];
+    const char *src = flag_source[i];
+    if (!strcmp(f->name, "workers") && !text) {
+      snprintf(buf, sizeof(buf), "%d", cfg->workers);
+      text = buf;
+      src = "default (online CPUs)";
+    } else if (!strcmp(f->name, "memory-limit")) {
+      snprintf(buf, sizeof(buf), "%llu",
+               (unsigned long long)cfg->memory_limit);
+      text = buf;
+      src = cfg->memory_limit_source;
+    }
+    json_object_set_new(o, f->name,
+                        json_pack("{s:s,s:s}", "value", text ? text : "",
+                                  "source", src));
+  }
+  srv_log(SRV_LOG_INFO, "configuration", "{s:o}", "config", o);
 }

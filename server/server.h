@@ -31,11 +31,17 @@ typedef struct srv_config {
       idle_timeout_ns;
   uint64_t max_connections;
   uint64_t conn_memory; /* per-connection MHD pool: header size limit */
+  uint64_t default_ttl_ns; /* --default-ttl: a PUT without ?ttl=; 0 = none */
   bool gctrace;
   const char *memory_limit_source; /* "flag", "env", "default" */
   /* bearer token every admin-listener request must carry ("" = none): read
    * from --admin-token-file, or BUFCACHE_ADMIN_TOKEN itself */
   char admin_token[256];
+  int log_level;                   /* enum srv_log_level */
+  bool log_json;                   /* --log-format json (else text) */
+  bool access_log;
+  double access_log_sample;        /* fraction of requests logged, (0, 1] */
+  bool request_id_always;          /* --request-id-header always|incoming */
 } srv_config_t;
 
 /* Parses flags and BUFCACHE_* variables (a flag wins over its variable).
@@ -43,6 +49,28 @@ typedef struct srv_config {
  * message naming the bad flag (exit 2). */
 int srv_config_parse(srv_config_t *cfg, int argc, char **argv);
 void srv_config_usage(FILE *out);
+
+/* Logs the effective configuration, each value with where it came from
+ * (flag, env, cgroup, default). */
+void srv_config_log(const srv_config_t *cfg);
+
+/* ---- logs ------------------------------------------------------------------
+ * One line per event on stdout: JSON ({"time","level","msg",fields...}) or
+ * text for a terminal. fields is a jansson json_pack format for an object
+ * ("{s:s,s:I}", ...) or NULL. Thread-safe; event logs allocate, the access
+ * log does not (server/log.c). */
+enum srv_log_level {
+  SRV_LOG_DEBUG,
+  SRV_LOG_INFO,
+  SRV_LOG_WARN,
+  SRV_LOG_ERROR,
+  SRV_LOG_NOTICE /* written at level "info" whatever --log-level says: the
+                    listening addresses, which tools and people look for */
+};
+void srv_log_configure(enum srv_log_level level, bool json);
+bool srv_log_enabled(enum srv_log_level level);
+void srv_log(enum srv_log_level level, const char *msg, const char *fields,
+             ...);
 
 /* ---- request contexts ---------------------------------------------------- */
 
@@ -115,6 +143,8 @@ void *srv_context_value(const srv_context_t *c, const void *key);
 void srv_context_set_deadline(srv_context_t *c, uint64_t deadline_ns);
 
 #define SRV_CTX_ROOTS 2
+#define SRV_REQUEST_ID_MAX 128
+#define SRV_LOG_PATH_MAX 256
 #define SRV_CTX_API_BYTES 640
 
 /* One per request: a context (cx, child of the worker's background) plus
@@ -132,6 +162,14 @@ typedef struct srv_ctx {
   uint64_t bytes_in, bytes_out; /* body bytes, as the handler reports */
   uint16_t status;              /* status queued (0 = none yet) */
   uint8_t method_id, route_id;  /* the handler's, for listings */
+  bool request_id_incoming;     /* request_id came from X-Request-Id */
+  char request_id[SRV_REQUEST_ID_MAX + 1];
+  /* for the access log: the method and the raw path (keys stay
+   * percent-encoded as sent; the query string is not kept) */
+  char log_method[12];
+  uint16_t log_path_len;
+  bool log_path_truncated;
+  char log_path[SRV_LOG_PATH_MAX];
   void *roots[SRV_CTX_ROOTS];
   /* opaque per-request state for the handler (api) */
   _Alignas(16) unsigned char api[SRV_CTX_API_BYTES];

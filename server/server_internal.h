@@ -35,10 +35,26 @@ struct srv_worker {
   srv_context_t *dl_head, *dl_tail;
   uv_timer_t dl_timer;
   uint64_t dl_armed_ns; /* deadline the timer is armed for; 0 = none */
+  /* request ids and the access log */
+  uint64_t next_request_id;
+  uint64_t access_count; /* requests seen, for sampling */
+  size_t logbuf_len;
+  char logbuf[16384];
 } BC_ALIGNED_CL;
 
 
 extern gc_pool_t *srv__context_pool;
+
+/* log.c: the per-worker access log */
+void srv__access_log(srv_worker_t *w, const srv_ctx_t *c, uint64_t now_ns);
+void srv__access_flush(srv_worker_t *w);
+
+/* reqline.c: NUL, SP or a control byte in the request target, or a header
+ * name that is not a token, is refused (400 + close) before any handler
+ * runs. See the essay there. */
+bool srv__request_head_ok(struct MHD_Connection *conn, const char *url,
+                          const char *version);
+enum MHD_Result srv__reject_request_head(struct MHD_Connection *conn);
 
 void srv__contexts_init(srv_worker_t *w);
 void srv__contexts_close(srv_worker_t *w);

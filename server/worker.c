@@ -50,6 +50,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include <jansson.h>
 #include <uv.h>
 
 #include "server_internal.h"
@@ -66,6 +67,8 @@ static struct {
   uv_signal_t sigterm, sigint;
   int data_fd, admin_fd;
   _Atomic int quiesced; /* data workers that stopped accepting */
+  char reqid_prefix[12];
+  uint64_t sample_every; /* access log: one request in this many */
   char deadline_408[256];
   size_t deadline_408_len;
 } S;
@@ -149,10 +152,40 @@ static void on_request_done(srv_context_t *cx, void *arg) {
     uv_timer_start(&w->timer, on_timer, 0, 0);
 }
 
-static srv_ctx_t *ctx_begin(srv_worker_t *w, struct MHD_Connection *conn) {
+/* X-Request-Id: honoured when 1..128 printable ASCII bytes, else made
+ * here: <process prefix>-<worker>-<sequence>, unique within the process and
+ * unlikely to repeat across restarts. */
+static void request_id(srv_worker_t *w, srv_ctx_t *c) {
+  const char *in = MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND,
+                                               "X-Request-Id");
+  if (in) {
+    size_t n = 0;
+    while (in[n] && n <= SRV_REQUEST_ID_MAX && in[n] > 0x20 && in[n] < 0x7f)
+      n++;
+    if (n > 0 && n <= SRV_REQUEST_ID_MAX && in[n] == 0) {
+      memcpy(c->request_id, in, n + 1);
+      c->request_id_incoming = true;
+      return;
+    }
+  }
+  c->request_id_incoming = false;
+  snprintf(c->request_id, sizeof(c->request_id), "%s-%x-%llx", S.reqid_prefix,
+           (unsigned)w->id, (unsigned long long)++w->next_request_id);
+}
+
+static srv_ctx_t *ctx_begin(srv_worker_t *w, struct MHD_Connection *conn,
+                            const char *url, const char *method) {
   srv_ctx_t *c = gc_pool_get(w->mut, S.ctx_pool);
   if (!c)
     return NULL;
+  size_t ml = strlen(method), ul = strlen(url);
+  if (ml >= sizeof(c->log_method))
+    ml = sizeof(c->log_method) - 1;
+  memcpy(c->log_method, method, ml);
+  c->log_method[ml] = 0;
+  c->log_path_truncated = ul > SRV_LOG_PATH_MAX;
+  c->log_path_len = (uint16_t)(ul > SRV_LOG_PATH_MAX ? SRV_LOG_PATH_MAX : ul);
+  memcpy(c->log_path, url, c->log_path_len);
   c->worker = w;
   c->conn = conn;
   c->start_ns = bc_now_mono_ns();
@@ -162,6 +195,7 @@ static srv_ctx_t *ctx_begin(srv_worker_t *w, struct MHD_Connection *conn) {
   c->bytes_in = c->bytes_out = 0;
   c->status = 0;
   c->method_id = c->route_id = 0;
+  request_id(w, c);
   for (int r = 0; r < SRV_CTX_ROOTS; r++)
     c->roots[r] = NULL;
   c->prev = NULL;
@@ -198,7 +232,6 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
                                  const char *url, const char *method,
                                  const char *version, const char *upload,
                                  size_t *upload_size, void **con_cls) {
-  (void)version;
   srv_worker_t *w = cls;
   /* a safepoint between handler calls: roots are consistent here, so a
    * stop-the-world phase need not wait for MHD_run's whole batch */
@@ -206,7 +239,9 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
   srv_ctx_t *c = *con_cls;
   bool first = false;
   if (!c) {
-    c = ctx_begin(w, conn);
+    if (BC_UNLIKELY(!srv__request_head_ok(conn, url, version)))
+      return srv__reject_request_head(conn); /* 400 + close, no handler */
+    c = ctx_begin(w, conn, url, method);
     if (!c)
       return MHD_NO; /* out of memory: drop the connection */
     *con_cls = c;
@@ -243,6 +278,13 @@ static void on_completed(void *cls, struct MHD_Connection *conn,
   srv_context_cancel(&c->cx, cause); /* no-op if the deadline came first */
   if (w->handler->completed)
     w->handler->completed(c, toe);
+  if (S.cfg.access_log) {
+    /* sampled, except errors and cancellations, which are always logged */
+    bool always = c->status >= 500 || c->cx.cause != SRV_CAUSE_COMPLETED;
+    if (always || S.sample_every <= 1 ||
+        ++w->access_count % S.sample_every == 0)
+      srv__access_log(w, c, bc_now_mono_ns());
+  }
   ctx_end(w, c);
 }
 
@@ -295,6 +337,7 @@ static void stop_daemon(srv_worker_t *w) {
     return;
   uv_poll_stop(&w->poll);
   MHD_stop_daemon(w->daemon); /* in-flight requests end: shutdown cause */
+  srv__access_flush(w);
   w->daemon = NULL;
   w->stopping = true;
   srv__contexts_close(w);
@@ -384,7 +427,15 @@ static void worker_main(void *arg) {
       while (n < 0 && errno == EINTR);
     }
     gc_mutator_unpark(w->mut);
-    if (!uv_run(&w->loop, UV_RUN_NOWAIT) && w->stopping)
+    int alive = uv_run(&w->loop, UV_RUN_NOWAIT);
+    /* one write(2) of the access log per loop iteration, parked: a slow
+     * reader of stdout may block this worker, never the collector */
+    if (w->logbuf_len) {
+      gc_mutator_park(w->mut);
+      srv__access_flush(w);
+      gc_mutator_unpark(w->mut);
+    }
+    if (!alive && w->stopping)
       break;
   }
   uv_loop_close(&w->loop);
@@ -402,8 +453,8 @@ static int bind_listener(const srv_addr_t *a, uint16_t *bound_port) {
   snprintf(port, sizeof(port), "%u", a->port);
   int rc = getaddrinfo(a->host, port, &hints, &res);
   if (rc != 0) {
-    fprintf(stderr, "bufcache: cannot resolve %s: %s\n", a->host,
-            gai_strerror(rc));
+    srv_log(SRV_LOG_ERROR, "cannot resolve the listen address", "{s:s,s:s}",
+            "host", a->host, "error", gai_strerror(rc));
     return -1;
   }
   int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
@@ -416,8 +467,8 @@ static int bind_listener(const srv_addr_t *a, uint16_t *bound_port) {
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
   setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
   if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 4096) != 0) {
-    fprintf(stderr, "bufcache: cannot listen on %s:%u: %s\n", a->host,
-            a->port, strerror(errno));
+    srv_log(SRV_LOG_ERROR, "cannot listen", "{s:s,s:i,s:s}", "host", a->host,
+            "port", a->port, "error", strerror(errno));
     close(fd);
     freeaddrinfo(res);
     return -1;
@@ -455,10 +506,9 @@ static void on_signal(uv_signal_t *h, int signum) {
   (void)h;
   if (atomic_exchange(&S.draining, 1))
     return;
-  fprintf(stdout, "bufcache: %s: draining (up to %.1fs)\n",
-          signum == SIGTERM ? "SIGTERM" : "SIGINT",
+  srv_log(SRV_LOG_INFO, "draining", "{s:s,s:f}", "signal",
+          signum == SIGTERM ? "SIGTERM" : "SIGINT", "drain_timeout_s",
           (double)S.cfg.drain_timeout_ns / 1e9);
-  fflush(stdout);
   for (int i = 0; i < S.nworkers - 1; i++)
     post(&S.workers[i], CMD_DRAIN);
   uv_signal_stop(&S.sigterm);
@@ -480,15 +530,20 @@ int srv_run(const srv_config_t *cfg, const srv_handler_t *data,
             const srv_handler_t *admin) {
   S.cfg = *cfg;
   signal(SIGPIPE, SIG_IGN);
+  uint32_t rnd;
+  bc_random_bytes(&rnd, sizeof(rnd));
+  snprintf(S.reqid_prefix, sizeof(S.reqid_prefix), "%08x", rnd);
+  S.sample_every = cfg->access_log_sample >= 1.0
+                       ? 1
+                       : (uint64_t)(1.0 / cfg->access_log_sample + 0.5);
   uint64_t fdlim = raise_fd_limit();
   uint64_t reserve = 64 + 8 * (uint64_t)cfg->workers;
   uint64_t maxconn = cfg->max_connections;
   if (fdlim > reserve && maxconn > fdlim - reserve) {
     maxconn = fdlim - reserve;
-    fprintf(stdout,
-            "bufcache: max-connections lowered to %llu (open files limit "
-            "%llu)\n",
-            (unsigned long long)maxconn, (unsigned long long)fdlim);
+    srv_log(SRV_LOG_WARN, "max-connections lowered to fit the open files limit",
+            "{s:I,s:I}", "max_connections", (json_int_t)maxconn,
+            "open_files_limit", (json_int_t)fdlim);
   }
   S.ctx_pool = gc_pool_new("request_ctx", ctx_new, ctx_free, NULL);
   srv__context_pool = gc_pool_new("context", context_new, ctx_free, NULL);
@@ -529,18 +584,20 @@ int srv_run(const srv_config_t *cfg, const srv_handler_t *data,
   }
   for (int i = 0; i < S.nworkers; i++) {
     if (start_worker(&S.workers[i]) != 0) {
-      fprintf(stderr, "bufcache: worker %d failed to start\n", i);
+      srv_log(SRV_LOG_ERROR, "worker failed to start", "{s:i}", "worker", i);
       _exit(1);
     }
   }
   const char *dh = cfg->listen.host, *ah = cfg->admin_listen.host;
   bool d6 = strchr(dh, ':') != NULL, a6 = strchr(ah, ':') != NULL;
-  fprintf(stdout,
-          "bufcache: listening on http://%s%s%s:%u (data, %d workers)\n"
-          "bufcache: listening on http://%s%s%s:%u (admin)\n",
-          d6 ? "[" : "", dh, d6 ? "]" : "", dport, cfg->workers, a6 ? "[" : "",
-          ah, a6 ? "]" : "", aport);
-  fflush(stdout);
+  char msg[160];
+  snprintf(msg, sizeof(msg), "listening on http://%s%s%s:%u (data, %d workers)",
+           d6 ? "[" : "", dh, d6 ? "]" : "", dport, cfg->workers);
+  srv_log(SRV_LOG_NOTICE, msg, "{s:s,s:i}", "listener", "data", "workers",
+          cfg->workers);
+  snprintf(msg, sizeof(msg), "listening on http://%s%s%s:%u (admin)",
+           a6 ? "[" : "", ah, a6 ? "]" : "", aport);
+  srv_log(SRV_LOG_NOTICE, msg, "{s:s}", "listener", "admin");
 
   uv_loop_init(&S.main_loop);
   uv_signal_init(&S.main_loop, &S.sigterm);
@@ -565,11 +622,9 @@ int srv_run(const srv_config_t *cfg, const srv_handler_t *data,
   close(S.admin_fd);
   srv_stats_t st;
   srv_read_stats(&st);
-  fprintf(stdout,
-          "bufcache: stopped (%llu requests, %llu ended by shutdown)\n",
-          (unsigned long long)st.requests,
-          (unsigned long long)st.cancels[SRV_CAUSE_SHUTDOWN]);
-  fflush(stdout);
+  srv_log(SRV_LOG_INFO, "stopped", "{s:I,s:I}", "requests",
+          (json_int_t)st.requests, "ended_by_shutdown",
+          (json_int_t)st.cancels[SRV_CAUSE_SHUTDOWN]);
   free(S.workers);
   S.workers = NULL;
   S.nworkers = 0;

@@ -9,13 +9,27 @@ PASS=0
 FAIL=0
 SERVER_PID=""
 
+# A server still running at exit gets SIGTERM (a clean drain, so
+# LeakSanitizer runs in sanitizer builds); a non-zero exit code (a leak, a
+# crash, a hung drain) fails the test.
 cleanup() {
-  if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -TERM "$SERVER_PID" 2>/dev/null
-    for _ in $(seq 1 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$SERVER_PID" 2>/dev/null
+  local src=0
+  if [[ -n "$SERVER_PID" ]]; then
+    if kill -0 "$SERVER_PID" 2>/dev/null; then
+      kill -TERM "$SERVER_PID" 2>/dev/null
+      for _ in $(seq 1 200); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+      kill -KILL "$SERVER_PID" 2>/dev/null
+    fi
+    wait "$SERVER_PID" 2>/dev/null
+    src=$?
+    SERVER_PID=""
+    if [[ "$src" -ne 0 ]]; then
+      echo "FAIL - server exited with code $src after SIGTERM; stderr tail:"
+      tail -n 40 "$TMP/server.err" 2>/dev/null
+    fi
   fi
   rm -rf "$TMP"
+  [[ "$src" -eq 0 ]] || exit 1
 }
 trap cleanup EXIT
 
@@ -37,12 +51,17 @@ start_server() {
   [[ -n "$DATA" && -n "$ADMIN" ]] || { echo "no listen address"; cat "$TMP/server.out"; exit 1; }
 }
 
-# stop_server: SIGTERM by PID, waits, returns the exit code in $SERVER_RC.
+# stop_server: SIGTERM by PID, waits, returns the exit code in $SERVER_RC;
+# a non-zero code (LeakSanitizer, a crash) counts as a failure.
 stop_server() {
   kill -TERM "$SERVER_PID"
   wait "$SERVER_PID"
   SERVER_RC=$?
   SERVER_PID=""
+  if [[ "$SERVER_RC" -ne 0 ]]; then
+    fail "server exited with code $SERVER_RC after SIGTERM"
+    tail -n 40 "$TMP/server.err" 2>/dev/null
+  fi
 }
 
 ok()   { PASS=$((PASS+1)); echo "ok   - $*"; }

@@ -80,13 +80,20 @@ class Server:
             return e.code, e.read(), dict(e.headers)
 
     def stop(self):
+        """SIGTERM (a clean drain, so LeakSanitizer runs in sanitizer
+        builds), bounded wait, SIGKILL. Returns the exit code; the first call
+        counts a non-zero code (a leak, a crash, a hung drain) as a failure."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(timeout=20)
+                self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if not getattr(self, "_exit_checked", False):
+            self._exit_checked = True
+            check("server exit code %s after SIGTERM is 0" % self.proc.returncode,
+                  self.proc.returncode == 0, self.stderr_text()[-2000:])
         return self.proc.returncode
 
     def stderr_text(self):
