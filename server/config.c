@@ -67,8 +67,9 @@ static const flag_t flags[] = {
      "one log line per finished request"},
     {"access-log-sample", K_FRACTION, OFF(access_log_sample), "1",
      "fraction of requests in the access log (errors always are)"},
-    {"request-id-header", K_REQID, OFF(request_id_always), "always",
-     "X-Request-Id on every response (always) or only when sent (incoming)"},
+    {"request-id-header", K_REQID, OFF(request_id_always), "incoming",
+     "X-Request-Id on responses: echo the client's (incoming) or also the "
+     "generated one on every response (always; GET hits then allocate)"},
     /* K_CGROUP_ROOT: kept by server/cgroup.c, not in srv_config_t */
     {"cgroup-root", K_CGROUP_ROOT, 0, "/",
      "directory standing for / when the default memory limit reads "

@@ -33,7 +33,7 @@ typedef struct srv_config {
   uint64_t conn_memory; /* per-connection MHD pool: header size limit */
   uint64_t default_ttl_ns; /* --default-ttl: a PUT without ?ttl=; 0 = none */
   bool gctrace;
-  const char *memory_limit_source; /* "flag", "env", "default" */
+  const char *memory_limit_source; /* "flag", "env", "cgroup", "default" */
   /* bearer token every admin-listener request must carry ("" = none): read
    * from --admin-token-file, or BUFCACHE_ADMIN_TOKEN itself */
   char admin_token[256];

@@ -34,7 +34,7 @@ def wait_for(pred, secs=5):
 
 
 def test_json():
-    srv = Server("--log-level", "debug", "--max-value-size", "1MiB")
+    srv = Server("--log-level", "debug", "--max-value-size", "1MiB", "--request-id-header", "always")
     try:
         st, _, h = srv.request("PUT", "/v1/buffers/ns/a%2Fb", body=b"secret-value-bytes",
                                headers={"X-Request-Id": "trace-123", "Content-Type": "text/plain"})
@@ -134,12 +134,15 @@ def test_access_log_off_and_sampling():
         check("4xx are sampled too, 5xx and cancellations always logged: 400s sampled (%d of 3)" % bad, bad <= 3)
     finally:
         srv.stop()
-    srv = Server("--request-id-header", "incoming")
+    srv = Server()  # the default is --request-id-header incoming
     try:
         st, _, h = srv.request("GET", "/healthz")
-        check("--request-id-header incoming: no generated header", "X-Request-Id" not in h, str(h))
+        check("by default (--request-id-header incoming) no generated header", "X-Request-Id" not in h, str(h))
         st, _, h = srv.request("GET", "/healthz", headers={"X-Request-Id": "abc"})
-        check("--request-id-header incoming: a sent ID is echoed", h.get("X-Request-Id") == "abc", str(h))
+        check("by default a sent ID is echoed", h.get("X-Request-Id") == "abc", str(h))
+        st, body, h = srv.request("GET", "/v1/buffers/none")
+        check("by default error bodies still carry the generated ID",
+              b'"request_id":"' in body and "X-Request-Id" not in h, "%r %r" % (body, h))
         srv.request("PUT", "/v1/buffers/k", body=b"v")
         st, _, h = srv.request("GET", "/v1/buffers/k", headers={"X-Request-Id": "abc2"})
         check("... also on a GET hit", h.get("X-Request-Id") == "abc2", str(h))
