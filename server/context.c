@@ -243,3 +243,40 @@ void srv_context_set_deadline(srv_context_t *c, uint64_t deadline_ns) {
     dl_insert(w, c);
   dl_rearm(w);
 }
+
+/* ---- for tests: a worker with just a loop, a mutator and contexts -------- */
+
+static void *test_context_new(void *arg) {
+  (void)arg;
+  return calloc(1, sizeof(srv_context_t));
+}
+static void test_context_free(void *obj, void *arg) {
+  (void)arg;
+  free(obj);
+}
+
+srv_worker_t *srv__test_worker_new(uv_loop_t *loop, gc_mutator_t *m) {
+  if (!srv__context_pool)
+    srv__context_pool =
+        gc_pool_new("context", test_context_new, test_context_free, NULL);
+  srv_worker_t *w = aligned_alloc(BC_CACHELINE, sizeof(*w));
+  if (!w || !srv__context_pool) {
+    free(w);
+    return NULL;
+  }
+  memset(w, 0, sizeof(*w));
+  w->mut = m;
+  /* the deadline timer runs on the caller's loop */
+  uv_timer_init(loop, &w->dl_timer);
+  w->dl_timer.data = w;
+  w->background.worker = w;
+  return w;
+}
+
+void srv__test_worker_free(srv_worker_t *w) {
+  srv_context_cancel(&w->background, SRV_CAUSE_SHUTDOWN);
+  uv_timer_stop(&w->dl_timer);
+  uv_close((uv_handle_t *)&w->dl_timer, NULL);
+  uv_run(w->dl_timer.loop, UV_RUN_NOWAIT);
+  free(w);
+}

@@ -55,6 +55,8 @@ void srv__access_flush(srv_worker_t *w);
 bool srv__request_head_ok(struct MHD_Connection *conn, const char *url,
                           const char *version);
 enum MHD_Result srv__reject_request_head(struct MHD_Connection *conn);
+/* MHD_OPTION_URI_LOG_CALLBACK: notes the raw target for the check above. */
+void *srv__uri_seen(void *cls, const char *uri, struct MHD_Connection *conn);
 
 void srv__contexts_init(srv_worker_t *w);
 void srv__contexts_close(srv_worker_t *w);
@@ -63,5 +65,10 @@ void srv__context_init(srv_context_t *c, srv_context_t *parent,
                        uint64_t deadline_ns);
 /* Detaches an ended embedded context from its parent and the timer list. */
 void srv__context_detach(srv_context_t *c);
+
+/* Tests only: a worker that has a loop (the caller's), a mutator and the
+ * context machinery, nothing else. */
+srv_worker_t *srv__test_worker_new(uv_loop_t *loop, gc_mutator_t *m);
+void srv__test_worker_free(srv_worker_t *w);
 
 #endif
