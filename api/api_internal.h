@@ -19,7 +19,10 @@ enum { M_GET, M_HEAD, M_PUT, M_DELETE, M_POST, M_OTHER, M__COUNT };
   X(R_GC, "/debug/gc")                                                         \
   X(R_FREEOS, "/debug/freeosmemory")                                           \
   X(R_GC_PERCENT, "/debug/gc-percent")                                         \
-  X(R_MEMORY_LIMIT, "/debug/memory-limit")
+  X(R_MEMORY_LIMIT, "/debug/memory-limit")                                     \
+  X(R_DASHBOARD, "/debug/dashboard")                                           \
+  X(R_DASH_INFO, "/debug/dashboard/info")                                      \
+  X(R_DASH_EVENTS, "/debug/dashboard/events")
 
 enum {
 #define X(name, label) name,
@@ -44,6 +47,7 @@ enum {
   X(API_ERR_RANGE, 416, "range_not_satisfiable")                               \
   X(API_ERR_INTERNAL, 500, "internal")                                         \
   X(API_ERR_OUT_OF_MEMORY, 503, "out_of_memory")                               \
+  X(API_ERR_BUSY, 503, "too_many_streams")                                     \
   X(API_ERR_NO_ROOM, 507, "memory_limit")
 
 enum api_error {
@@ -171,5 +175,37 @@ uint8_t api__route_admin(const char *url);
 uint8_t api__debug_route(const char *url);
 void api__debug_init(void);
 void api__metrics_init(void);
+/* The admin guard's constant-time comparison (api/debug.c). */
+bool api__token_equal(const char *got, size_t glen, const char *want,
+                      size_t wlen);
+
+/* api/dashboard.c: GET /debug/dashboard (the page), GET
+ * /debug/dashboard/info (static figures; the page's token check) and GET
+ * /debug/dashboard/events (Server-Sent Events, one sample a second). Admin
+ * thread only. */
+enum MHD_Result api__dashboard(srv_ctx_t *ctx, uint8_t route);
+/* Does ?token= carry the admin token? Only on the page and the events
+ * routes, which a browser opens without headers (EventSource). */
+bool api__dashboard_query_token(srv_ctx_t *ctx, uint8_t route,
+                                const char *token);
+/* The guard's 401 on the page route: the page itself (it asks for the
+ * token and says why), with status 401 and WWW-Authenticate. */
+enum MHD_Result api__dashboard_unauthorized(srv_ctx_t *ctx);
+/* The admin handler's stopping hook: ends every stream. */
+void api__dashboard_stopping(srv_worker_t *w);
+
+/* For the dashboard (api/metrics.c): the data listener's finished requests
+ * summed over routes and statuses. le[] is one latency histogram (not
+ * cumulative; le[API_LAT_BUCKETS] is the overflow) with the bounds
+ * api__lat_bound_ns. */
+#define API_LAT_BUCKETS 19
+extern const uint64_t api__lat_bound_ns[API_LAT_BUCKETS];
+typedef struct api_req_totals {
+  uint64_t count, sum_ns;
+  uint64_t by_method[M__COUNT];
+  uint64_t status_4xx, status_5xx;
+  uint64_t le[API_LAT_BUCKETS + 1];
+} api_req_totals_t;
+void api__read_req_totals(api_req_totals_t *t);
 
 #endif

@@ -38,6 +38,9 @@ uint8_t api__debug_route(const char *url) {
       {"/debug/freeosmemory", R_FREEOS},
       {"/debug/gc-percent", R_GC_PERCENT},
       {"/debug/memory-limit", R_MEMORY_LIMIT},
+      {"/debug/dashboard", R_DASHBOARD},
+      {"/debug/dashboard/info", R_DASH_INFO},
+      {"/debug/dashboard/events", R_DASH_EVENTS},
   };
   for (size_t i = 0; i < BC_ARRAY_LEN(routes); i++)
     if (strcmp(url, routes[i].path) == 0)
@@ -58,6 +61,9 @@ void api__debug_init(void) {
   ALLOW(R_GC_PERCENT, 1 << M_GET | 1 << M_HEAD | 1 << M_PUT, "GET, HEAD, PUT");
   ALLOW(R_MEMORY_LIMIT, 1 << M_GET | 1 << M_HEAD | 1 << M_PUT,
         "GET, HEAD, PUT");
+  ALLOW(R_DASHBOARD, 1 << M_GET | 1 << M_HEAD, "GET, HEAD");
+  ALLOW(R_DASH_INFO, 1 << M_GET | 1 << M_HEAD, "GET, HEAD");
+  ALLOW(R_DASH_EVENTS, 1 << M_GET, "GET");
 #undef ALLOW
   api__metrics_init();
 }
@@ -66,8 +72,8 @@ void api__debug_init(void) {
 
 /* Compares in time that depends on the lengths only, never on where the
  * first difference is. */
-static bool token_equal(const char *got, size_t glen, const char *want,
-                        size_t wlen) {
+bool api__token_equal(const char *got, size_t glen, const char *want,
+                      size_t wlen) {
   volatile unsigned char d = 0;
   for (size_t i = 0; i < wlen; i++) {
     unsigned char g = i < glen ? (unsigned char)got[i] : 0;
@@ -88,7 +94,7 @@ static bool authorized(struct MHD_Connection *c, const char *token) {
   size_t n = strlen(h);
   while (n && (h[n - 1] == ' ' || h[n - 1] == '\t'))
     n--;
-  return token_equal(h, n, token, strlen(token));
+  return api__token_equal(h, n, token, strlen(token));
 }
 
 /* ---- /debug/memstats ------------------------------------------------------- */
@@ -366,7 +372,11 @@ static enum MHD_Result admin_access(srv_ctx_t *ctx, bool first,
     r->route = api__route_admin(url);
     r->method = admin_method(method);
     const char *token = srv_config()->admin_token;
-    if (token[0] && !authorized(ctx->conn, token)) {
+    if (token[0] && !authorized(ctx->conn, token) &&
+        !api__dashboard_query_token(ctx, r->route, token)) {
+      if (r->route == R_DASHBOARD &&
+          (r->method == M_GET || r->method == M_HEAD))
+        return api__dashboard_unauthorized(ctx); /* the page asks for it */
       api__error(ctx, API_ERR_UNAUTHORIZED,
                  "this listener needs Authorization: Bearer <token>", 0);
       return MHD_YES;
@@ -430,9 +440,14 @@ static enum MHD_Result admin_access(srv_ctx_t *ctx, bool first,
     return gc_percent(ctx, r);
   case R_MEMORY_LIMIT:
     return memory_limit(ctx, r);
+  case R_DASHBOARD:
+  case R_DASH_INFO:
+  case R_DASH_EVENTS:
+    return api__dashboard(ctx, r->route);
   default:
     return api__error(ctx, API_ERR_NO_ROUTE, "no such route", 0);
   }
 }
 
-const srv_handler_t api_admin_handler = {admin_access, api__observe};
+const srv_handler_t api_admin_handler = {admin_access, api__observe,
+                                         api__dashboard_stopping};

@@ -755,3 +755,46 @@ enum MHD_Result api__metrics(srv_ctx_t *ctx) {
   MHD_destroy_response(r);
   return rc;
 }
+
+/* ---- the dashboard's reader (api/dashboard.c) ------------------------------ */
+
+_Static_assert(LAT_BUCKETS == API_LAT_BUCKETS, "API_LAT_BUCKETS");
+const uint64_t api__lat_bound_ns[API_LAT_BUCKETS] = {
+#define X(ns, label) (uint64_t)ns,
+    LAT_BOUNDS(X)
+#undef X
+};
+
+static const unsigned slot_code[S__COUNT] = {
+#define X(code, label) [S_##code] = code,
+    API_CODES(X)
+#undef X
+};
+
+/* The data workers' blocks (0 .. workers-1; the admin worker's is last)
+ * summed over routes and statuses: the same relaxed reads as sum_blocks. */
+void api__read_req_totals(api_req_totals_t *t) {
+  memset(t, 0, sizeof(*t));
+  int nb = nblocks() - 1;
+  for (int w = 0; w < nb; w++)
+    for (int r = 0; r < R__COUNT; r++)
+      for (int m = 0; m < M__COUNT; m++)
+        for (int c = 0; c < S__COUNT; c++) {
+          cell_t *src = &blocks[w].cell[r][m][c];
+          uint64_t n = 0;
+          for (int i = 0; i <= LAT_BUCKETS; i++) {
+            uint64_t v = atomic_load_explicit(&src->le[i], memory_order_relaxed);
+            t->le[i] += v;
+            n += v;
+          }
+          if (!n)
+            continue;
+          t->count += n;
+          t->by_method[m] += n;
+          t->sum_ns += atomic_load_explicit(&src->sum_ns, memory_order_relaxed);
+          if (slot_code[c] >= 400 && slot_code[c] < 500)
+            t->status_4xx += n;
+          else if (slot_code[c] >= 500)
+            t->status_5xx += n;
+        }
+}

@@ -452,9 +452,7 @@ static void sample_other_sys(void) {
   if (n != 2)
     return;
   uint64_t rss = (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
-  pthread_mutex_lock(&h->lock);
-  uint64_t heap = h->grown;
-  pthread_mutex_unlock(&h->lock);
+  uint64_t heap = atomic_load(&h->grown);
   heap -= atomic_load(&h->heap_released);
   uint64_t known = heap + atomic_load(&h->meta_sys) + atomic_load(&h->other_sys);
   atomic_store(&h->base_sys, rss > known ? rss - known : 0);
@@ -464,9 +462,7 @@ static void scavenge_to_limit(void) {
   gc_heap_t *h = &gc__heap;
   uint64_t lim = atomic_load(&h->memory_limit);
   uint64_t mapped;
-  pthread_mutex_lock(&h->lock);
-  mapped = h->grown;
-  pthread_mutex_unlock(&h->lock);
+  mapped = atomic_load(&h->grown);
   mapped -= atomic_load(&h->heap_released);
   mapped += gc__offheap();
   uint64_t target = lim / 100 * 95;
@@ -770,9 +766,7 @@ void gc_read_stats(gc_stats_t *st) {
   st->alloc = atomic_load(&h->heap_alloc);
   st->heap_inuse = atomic_load(&h->heap_inuse);
   st->heap_released = atomic_load(&h->heap_released);
-  pthread_mutex_lock(&h->lock);
-  st->heap_sys = h->grown;
-  pthread_mutex_unlock(&h->lock);
+  st->heap_sys = atomic_load(&h->grown); /* no lock: readers never wait */
   st->heap_idle = st->heap_sys - st->heap_inuse;
   st->mspan_inuse = atomic_load(&h->span_structs_inuse) * sizeof(gc_span_t);
   st->mspan_sys = atomic_load(&h->span_structs) * sizeof(gc_span_t);

@@ -161,6 +161,47 @@ gc_pool_t *gc_pool_new(const char *name, void *(*new_fn)(void *arg),
 void *gc_pool_get(gc_mutator_t *m, gc_pool_t *p);
 void gc_pool_put(gc_mutator_t *m, gc_pool_t *p, void *obj);
 
+/* ---- allocation profile (Go's runtime.MemProfile; gc/memprof.c) ----------
+ * gc_alloc samples allocations: each mutator counts down the bytes to its
+ * next sample, drawn from an exponential distribution whose mean is the
+ * rate (Go's MemProfileRate), so on average one sample per rate bytes, and
+ * a sample's bytes stand for 1/(1-exp(-size/rate)) times as much (Go's
+ * unbiased scaling, applied by whoever encodes the profile). A sample
+ * records the caller's stack and the labels current on the mutator in a
+ * bucket keyed by stack and labels; the sweeper reports a sampled object's
+ * death. The figures a reader sees are those of the last completed cycle
+ * (Go's rule: allocations up to that cycle's mark termination, frees found
+ * by its sweep), so a profile is a consistent snapshot. */
+#define GC_MEMPROF_DEFAULT_RATE (512 * 1024)
+#define GC_MEMPROF_MAX_STACK 32
+/* Bytes per sample: 0 turns sampling off, 1 samples every allocation.
+ * Takes effect for mutators attached afterwards (set it at start-up, after
+ * gc_init). Returns the previous value. */
+int64_t gc_set_mem_profile_rate(int64_t bytes);
+int64_t gc_mem_profile_rate(void);
+/* Labels current on m (borrowed, opaque to the heap; NULL for none): every
+ * allocation sample m takes records the pointer, and buckets are keyed by
+ * it, so it must stay valid and mean the same for the life of the process
+ * (the api interns its label sets). Owner thread only; one store. */
+void gc_mutator_set_labels(gc_mutator_t *m, const void *labels);
+
+typedef struct gc_memprof_record {
+  /* raw sampled figures, not scaled */
+  uint64_t alloc_objects, alloc_bytes, free_objects, free_bytes;
+  const void *labels;
+  int nstack;
+  const uintptr_t *stack; /* return addresses, innermost first */
+} gc_memprof_record_t;
+/* Calls fn for every bucket with samples, as of the last completed cycle.
+ * Holds the profile lock (which allocation samples take): fn must be quick
+ * and must not allocate from this heap. */
+void gc_memprof_read(void (*fn)(const gc_memprof_record_t *r, void *arg),
+                     void *arg);
+
+/* Hooks run on the collector thread when it starts and before it exits
+ * (a profiler registers the thread). Set before gc_start. */
+void gc_set_thread_hooks(void (*start)(const char *name), void (*stop)(void));
+
 /* Statistics, with Go's runtime.MemStats meanings. */
 #define GC_PAUSE_RING 256
 /* The stop-the-world pause histogram: gc_pause_bucket_ns[i] is bucket i's
@@ -208,6 +249,9 @@ typedef struct gc_stats {
    * cumulative; the counts add up to 2 * num_gc, the pauses to
    * pause_total_ns */
   uint64_t pause_hist[GC_PAUSE_BUCKETS + 1];
+  /* the allocation profile's buckets, table and sample records (Go's
+   * BuckHashSys); malloc'd, so other_sys leaves them out */
+  uint64_t buckhash_sys;
 } gc_stats_t;
 
 /* Fills *st. Takes no lock that the allocation fast path takes; per-mutator

@@ -60,6 +60,9 @@ typedef struct gc_span {
   uint64_t allocbits[GC_BITMAP_WORDS];
   _Atomic uint64_t markbits[GC_BITMAP_WORDS];
   _Atomic uint64_t specials[GC_BITMAP_WORDS]; /* has a finalizer */
+  /* sampled objects of this span (gc/memprof.c), by index; written by the
+   * span's holder only (the allocating mcache, the sweeper) */
+  struct gc_psample *prof;
 } gc_span_t;
 
 enum { LIST_NONE, LIST_FREE, LIST_PARTIAL, LIST_FULL, LIST_UNSWEPT,
@@ -100,6 +103,12 @@ struct gc_mutator {
   int id;
   bool detached;
   gc_span_t *alloc[GC_MAX_CLASSES]; /* the mcache: owner only */
+  /* allocation sampling (gc/memprof.c), owner only: bytes left until the
+   * next sample (gc_alloc subtracts each object's size; below zero takes a
+   * sample), the labels current on the mutator, the sampler's RNG state */
+  int64_t next_sample;
+  const void *labels;
+  uint64_t rng;
   mcache_stats_t st;
   pool_local_t pools[GC_MAX_POOLS];
   struct gc_mutator *next; /* heap.mutators; heap.mutators_lock */
@@ -240,6 +249,22 @@ typedef struct gc_heap {
 } gc_heap_t;
 
 extern gc_heap_t gc__heap;
+
+/* memprof.c (see gc.h "allocation profile") */
+void gc__memprof_init(void);
+void gc__memprof_close(void);
+void gc__memprof_mutator_init(gc_mutator_t *m);
+/* the sample path: p of elemsize bytes in span s was just allocated; skip
+ * leaves the allocator's own frames out of the stack */
+void gc__memprof_sample(gc_mutator_t *m, gc_span_t *s, void *p,
+                        size_t elemsize, int skip);
+void gc__memprof_sweep(gc_span_t *s); /* before s's mark bits are consumed */
+void gc__memprof_free_span_records(gc_span_t *s); /* gc_close */
+void gc__memprof_next_cycle(void);  /* mark termination (STW) */
+void gc__memprof_post_sweep(void);  /* the cycle's sweep is done */
+uint64_t gc__memprof_sys(void);
+extern void (*gc__thread_start_hook)(const char *name);
+extern void (*gc__thread_stop_hook)(void);
 
 /* heap.c */
 int gc__heap_init(void);

@@ -10,7 +10,7 @@ PKGS=(build-essential cmake pkg-config
       libcurl4-openssl-dev libcmocka-dev curl
       clang libclang-rt-14-dev)
 # peers and tools used by the tests and benchmarks
-PKGS+=(nginx-light wrk procps prometheus memcached redis-server redis-tools dwarves)
+PKGS+=(nginx-light wrk procps prometheus jq memcached redis-server redis-tools dwarves)
 PKGS+=(python3-yaml)  # deploy/ manifest checks (tests/integration/test_deploy_manifests.sh)
 
 missing=()

@@ -70,6 +70,9 @@ static const flag_t flags[] = {
     {"request-id-header", K_REQID, OFF(request_id_always), "incoming",
      "X-Request-Id on responses: echo the client's (incoming) or also the "
      "generated one on every response (always; GET hits then allocate)"},
+    {"max-dashboard-streams", K_INT, OFF(max_dashboard_streams), "8",
+     "concurrent /debug/dashboard/events streams on the admin listener "
+     "(1 to 256)"},
     /* K_CGROUP_ROOT: kept by server/cgroup.c, not in srv_config_t */
     {"cgroup-root", K_CGROUP_ROOT, 0, "/",
      "directory standing for / when the default memory limit reads "

@@ -56,6 +56,7 @@ int srv_fuzz_start(const srv_config_t *cfg, const srv_handler_t *handler) {
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)S.cfg.conn_memory,
       MHD_OPTION_NOTIFY_COMPLETED, on_completed, w,
       MHD_OPTION_UNESCAPE_CALLBACK, unescape_none, NULL,
+      MHD_OPTION_URI_LOG_CALLBACK, srv__uri_seen, NULL,
       MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
   return w->daemon ? 0 : BC_EIO;
 }

@@ -12,9 +12,10 @@
  *
  * srv__request_head_ok checks, on the first access-handler call:
  *   1. the target (path and query) has no SP and no control byte;
- *   2. nothing hides behind a NUL: every byte between the end of the path
- *      and the version is a NUL MHD wrote or part of a query argument MHD
- *      parsed (their pointers point into that region);
+ *   2. nothing hides behind a NUL: the target MHD's URI log callback saw
+ *      reaches the version, and every byte between the end of the path and
+ *      the version is a NUL MHD wrote or part of a query argument MHD parsed
+ *      (their pointers point into that region);
  *   3. every header name is an RFC 9110 token, and no value holds a control
  *      byte other than HTAB.
  * Costs one scan of the target and of the header fields; no allocation.
@@ -22,6 +23,7 @@
  * ("Content-Length: 3\0 9" reads as 3); proxies in front reject NULs.
  */
 #include <pthread.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "server_internal.h"
@@ -76,11 +78,43 @@ static enum MHD_Result check_field(void *cls, enum MHD_ValueKind kind,
   return *ok ? MHD_YES : MHD_NO;
 }
 
+/* What MHD's URI log callback saw. It runs once MHD has cut the request
+ * line at the version's space and before it replaces '?', so strlen(uri)
+ * there is the whole target unless a NUL hides part of it - the one case the
+ * parsed form cannot tell from an empty query ("/a\0" vs "/a?"). Kept per
+ * worker thread (the callback and the handler run on the daemon's thread),
+ * direct-mapped by the target's address: a slot another request line took
+ * in between only means "not known", and checks 1-3 still run. */
+#define URI_SLOTS 1024
+static _Thread_local struct {
+  const char *uri;
+  size_t len;
+} seen[URI_SLOTS];
+
+static inline size_t uri_slot(const char *p) {
+  return (size_t)(((uint64_t)(uintptr_t)p * 0x9e3779b97f4a7c15ull) >> 54);
+}
+
+void *srv__uri_seen(void *cls, const char *uri, struct MHD_Connection *conn) {
+  (void)cls;
+  (void)conn;
+  size_t i = uri_slot(uri);
+  seen[i].uri = uri;
+  seen[i].len = strlen(uri);
+  return NULL; /* no per-request context from here: on_access makes it */
+}
+
 bool srv__request_head_ok(struct MHD_Connection *conn, const char *url,
                           const char *version) {
   size_t n;
   if (!visible_string(url, &n))
     return false;
+  size_t i = uri_slot(url);
+  if (seen[i].uri == url) {
+    seen[i].uri = NULL;
+    if (version && version > url && seen[i].len != (size_t)(version - 1 - url))
+      return false; /* a NUL inside the target */
+  }
   /* [url + n, version - 1): MHD's NULs and the query's keys and values */
   if (version && version > url + n) {
     const char *p = url + n, *end = version - 1;

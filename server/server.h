@@ -42,6 +42,7 @@ typedef struct srv_config {
   bool access_log;
   double access_log_sample;        /* fraction of requests logged, (0, 1] */
   bool request_id_always;          /* --request-id-header always|incoming */
+  int max_dashboard_streams;       /* /debug/dashboard/events at once */
 } srv_config_t;
 
 /* Parses flags and BUFCACHE_* variables (a flag wins over its variable).
@@ -185,6 +186,11 @@ typedef struct srv_handler {
                             size_t *upload_size);
   /* Called once when MHD reports the request finished. */
   void (*completed)(srv_ctx_t *ctx, enum MHD_RequestTerminationCode toe);
+  /* Optional: called on the worker's thread just before its daemon stops
+   * (MHD_stop_daemon). A handler that suspended connections resumes them
+   * here and ends its streams (pitfall 4); the worker runs MHD once more
+   * afterwards so the last bytes can go out. */
+  void (*stopping)(srv_worker_t *w);
 } srv_handler_t;
 
 /* ---- workers -------------------------------------------------------------- */
@@ -192,6 +198,19 @@ typedef struct srv_handler {
 gc_mutator_t *srv_worker_mutator(const srv_worker_t *w);
 int srv_worker_id(const srv_worker_t *w);
 bool srv_worker_is_admin(const srv_worker_t *w);
+
+/* Streaming on a worker's own loop (the admin dashboard's event streams).
+ * On w's thread only. The admin daemon allows MHD_suspend_connection; in
+ * external mode MHD_resume_connection wakes nothing, so after resuming call
+ * srv_worker_wake: MHD runs on the loop's next iteration. */
+void srv_worker_wake(srv_worker_t *w);
+/* One periodic callback per worker: fn(arg) every period_ms on w's loop
+ * until srv_worker_ticker_stop or the daemon stops (then it is stopped
+ * before the handler's stopping hook runs). 0, or BC_EINVAL when one runs
+ * already or the worker is stopping. */
+int srv_worker_ticker_start(srv_worker_t *w, uint64_t period_ms,
+                            void (*fn)(void *arg), void *arg);
+void srv_worker_ticker_stop(srv_worker_t *w);
 
 /* Process-wide state the handlers read. */
 bool srv_draining(void);
@@ -202,6 +221,7 @@ typedef struct srv_stats {
   uint64_t requests;
   uint64_t cancels[SRV_CAUSE__COUNT];
   uint64_t connections;
+  uint64_t inflight_admin; /* the admin listener's part of inflight */
 } srv_stats_t;
 void srv_read_stats(srv_stats_t *st);
 

@@ -14,6 +14,9 @@ struct srv_worker {
   uv_poll_t poll;
   uv_timer_t timer;
   uv_timer_t drain_timer;
+  uv_timer_t ticker; /* srv_worker_ticker_start's periodic callback */
+  void (*tick_fn)(void *arg);
+  void *tick_arg;
   uv_async_t async;
   struct MHD_Daemon *daemon;
   int listen_fd;

@@ -89,7 +89,11 @@ void srv_read_stats(srv_stats_t *st) {
   memset(st, 0, sizeof(*st));
   for (int i = 0; i < S.nworkers; i++) {
     srv_worker_t *w = &S.workers[i];
-    st->inflight += atomic_load_explicit(&w->n_inflight, memory_order_relaxed);
+    uint64_t inflight =
+        atomic_load_explicit(&w->n_inflight, memory_order_relaxed);
+    st->inflight += inflight;
+    if (w->admin)
+      st->inflight_admin += inflight;
     st->requests += atomic_load_explicit(&w->n_requests, memory_order_relaxed);
     for (int c = 0; c < SRV_CAUSE__COUNT; c++)
       st->cancels[c] +=
@@ -332,9 +336,47 @@ static void on_poll(uv_poll_t *p, int status, int events) {
   pump(p->data);
 }
 
+/* After MHD_resume_connection: MHD_run on the next loop iteration (not from
+ * inside the caller, which may be an MHD callback). */
+void srv_worker_wake(srv_worker_t *w) {
+  if (w->daemon)
+    uv_timer_start(&w->timer, on_timer, 0, 0);
+}
+
+static void on_tick(uv_timer_t *t) {
+  srv_worker_t *w = t->data;
+  if (w->tick_fn)
+    w->tick_fn(w->tick_arg);
+}
+
+int srv_worker_ticker_start(srv_worker_t *w, uint64_t period_ms,
+                            void (*fn)(void *arg), void *arg) {
+  if (!w->daemon || w->stopping || w->tick_fn || !fn || period_ms == 0)
+    return BC_EINVAL;
+  w->tick_fn = fn;
+  w->tick_arg = arg;
+  uv_timer_start(&w->ticker, on_tick, period_ms, period_ms);
+  return 0;
+}
+
+void srv_worker_ticker_stop(srv_worker_t *w) {
+  if (!w->tick_fn)
+    return;
+  uv_timer_stop(&w->ticker);
+  w->tick_fn = NULL;
+  w->tick_arg = NULL;
+}
+
 static void stop_daemon(srv_worker_t *w) {
   if (!w->daemon)
     return;
+  srv_worker_ticker_stop(w);
+  if (w->handler->stopping) {
+    /* suspended connections must be resumed before MHD_stop_daemon; one
+     * more run lets ended streams send their last bytes */
+    w->handler->stopping(w);
+    pump(w);
+  }
   uv_poll_stop(&w->poll);
   MHD_stop_daemon(w->daemon); /* in-flight requests end: shutdown cause */
   srv__access_flush(w);
@@ -344,6 +386,7 @@ static void stop_daemon(srv_worker_t *w) {
   uv_close((uv_handle_t *)&w->poll, NULL);
   uv_close((uv_handle_t *)&w->timer, NULL);
   uv_close((uv_handle_t *)&w->drain_timer, NULL);
+  uv_close((uv_handle_t *)&w->ticker, NULL);
   uv_close((uv_handle_t *)&w->async, NULL);
 }
 
@@ -381,6 +424,10 @@ static void worker_main(void *arg) {
   uv_loop_init(&w->loop);
   srv__contexts_init(w);
   unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_USE_TURBO;
+  /* the admin daemon suspends dashboard event streams between samples
+   * (api/dashboard.c); the data daemons never suspend */
+  if (w->admin)
+    flags |= MHD_ALLOW_SUSPEND_RESUME;
   w->daemon = MHD_start_daemon(
       flags, 0, NULL, NULL, on_access, w, MHD_OPTION_LISTEN_SOCKET,
       (MHD_socket)w->listen_fd, MHD_OPTION_CONNECTION_LIMIT,
@@ -389,6 +436,7 @@ static void worker_main(void *arg) {
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)S.cfg.conn_memory,
       MHD_OPTION_NOTIFY_COMPLETED, on_completed, w,
       MHD_OPTION_UNESCAPE_CALLBACK, unescape_none, NULL,
+      MHD_OPTION_URI_LOG_CALLBACK, srv__uri_seen, NULL,
       MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
   if (!w->daemon) {
     w->start_rc = BC_EIO;
@@ -410,6 +458,8 @@ static void worker_main(void *arg) {
   w->timer.data = w;
   uv_timer_init(&w->loop, &w->drain_timer);
   w->drain_timer.data = w;
+  uv_timer_init(&w->loop, &w->ticker);
+  w->ticker.data = w;
   uv_async_init(&w->loop, &w->async, on_async);
   w->async.data = w;
   pump(w);
