@@ -710,7 +710,8 @@ static enum MHD_Result data_access(srv_ctx_t *ctx, bool first, const char *url,
   return api__error(ctx, API_ERR_NO_ROUTE, "no such route", 0);
 }
 
-const srv_handler_t api_data_handler = {data_access, api__observe};
+const srv_handler_t api_data_handler = {.access = data_access,
+                                       .completed = api__observe};
 
 /* ---- set-up --------------------------------------------------------------- */
 
