@@ -2,6 +2,7 @@
 #ifndef SERVER_INTERNAL_H
 #define SERVER_INTERNAL_H
 
+#include <time.h>
 #include <uv.h>
 
 #include "server.h"
@@ -24,6 +25,9 @@ struct srv_worker {
   const srv_handler_t *handler;
   gc_mutator_t *mut;
   srv_ctx_t *inflight; /* doubly linked; owner thread (and STW scans) */
+  /* held by the owner while it links or unlinks a context, and by
+   * srv_requests_snapshot while it copies the list (another thread) */
+  uv_mutex_t inflight_mu;
   _Atomic int cmd;     /* CMD_* posted by the main thread */
   bool quiesced, stopping;
   uint64_t drain_deadline_ns;
@@ -42,7 +46,9 @@ struct srv_worker {
   uint64_t next_request_id;
   uint64_t access_count; /* requests seen, for sampling */
   size_t logbuf_len;
-  char logbuf[16384];
+  time_t log_sec;   /* the second log_ts shows */
+  char log_ts[24];  /* "YYYY-MM-DDTHH:MM:SS" for log_sec */
+  char logbuf[65536];
 } BC_ALIGNED_CL;
 
 

@@ -164,7 +164,7 @@ static void request_id(srv_worker_t *w, srv_ctx_t *c) {
                                                "X-Request-Id");
   if (in) {
     size_t n = 0;
-    while (in[n] && n <= SRV_REQUEST_ID_MAX && in[n] > 0x20 && in[n] < 0x7f)
+    while (n <= SRV_REQUEST_ID_MAX && in[n] && in[n] > 0x20 && in[n] < 0x7f)
       n++;
     if (n > 0 && n <= SRV_REQUEST_ID_MAX && in[n] == 0) {
       memcpy(c->request_id, in, n + 1);
@@ -202,11 +202,13 @@ static srv_ctx_t *ctx_begin(srv_worker_t *w, struct MHD_Connection *conn,
   request_id(w, c);
   for (int r = 0; r < SRV_CTX_ROOTS; r++)
     c->roots[r] = NULL;
+  uv_mutex_lock(&w->inflight_mu);
   c->prev = NULL;
   c->next = w->inflight;
   if (w->inflight)
     w->inflight->prev = c;
   w->inflight = c;
+  uv_mutex_unlock(&w->inflight_mu);
   bump(&w->n_inflight, 1);
   bump(&w->n_requests, 1);
   return c;
@@ -217,12 +219,14 @@ static void ctx_end(srv_worker_t *w, srv_ctx_t *c) {
   if (cause != SRV_CAUSE_COMPLETED)
     bump(&w->n_cancel[cause], 1);
   srv__context_detach(&c->cx);
+  uv_mutex_lock(&w->inflight_mu);
   if (c->prev)
     c->prev->next = c->next;
   else
     w->inflight = c->next;
   if (c->next)
     c->next->prev = c->prev;
+  uv_mutex_unlock(&w->inflight_mu);
   for (int r = 0; r < SRV_CTX_ROOTS; r++)
     c->roots[r] = NULL;
   c->conn = NULL;
@@ -367,6 +371,86 @@ void srv_worker_ticker_stop(srv_worker_t *w) {
   w->tick_arg = NULL;
 }
 
+/* ---- timers, thread hooks, the in-flight snapshot --------------------------- */
+
+struct srv_timer {
+  uv_timer_t t; /* first: the handle is the struct */
+  srv_worker_t *w;
+  void (*fn)(void *arg);
+  void *arg;
+};
+
+static void on_srv_timer(uv_timer_t *h) {
+  srv_timer_t *t = (srv_timer_t *)h;
+  srv_worker_t *w = t->w;
+  t->fn(t->arg); /* may free t */
+  srv_worker_wake(w);
+}
+
+srv_timer_t *srv_timer_start(srv_worker_t *w, uint64_t timeout_ms,
+                             uint64_t repeat_ms, void (*fn)(void *arg),
+                             void *arg) {
+  if (!w->daemon || w->stopping)
+    return NULL;
+  srv_timer_t *t = calloc(1, sizeof(*t));
+  if (!t)
+    return NULL;
+  t->w = w;
+  t->fn = fn;
+  t->arg = arg;
+  uv_timer_init(&w->loop, &t->t);
+  uv_timer_start(&t->t, on_srv_timer, timeout_ms, repeat_ms);
+  return t;
+}
+
+static void srv_timer_closed(uv_handle_t *h) { free(h); }
+
+void srv_timer_free(srv_timer_t *t) {
+  if (!t)
+    return;
+  uv_timer_stop(&t->t);
+  uv_close((uv_handle_t *)&t->t, srv_timer_closed);
+}
+
+static void (*thread_start_hook)(srv_worker_t *w);
+static void (*thread_stop_hook)(srv_worker_t *w);
+
+void srv_set_thread_hooks(void (*start)(srv_worker_t *w),
+                          void (*stop)(srv_worker_t *w)) {
+  thread_start_hook = start;
+  thread_stop_hook = stop;
+}
+
+size_t srv_requests_snapshot(srv_request_info_t *out, size_t max) {
+  size_t n = 0;
+  for (int i = 0; i < S.nworkers; i++) {
+    srv_worker_t *w = &S.workers[i];
+    uv_mutex_lock(&w->inflight_mu);
+    for (srv_ctx_t *c = w->inflight; c; c = c->next, n++) {
+      if (n >= max)
+        continue;
+      srv_request_info_t *o = &out[n];
+      o->worker = w->id;
+      o->admin = w->admin;
+      o->method_id = c->method_id;
+      o->route_id = c->route_id;
+      o->status = c->status;
+      o->start_ns = c->start_ns;
+      o->deadline_ns = c->cx.deadline_ns;
+      o->bytes_in = c->bytes_in;
+      o->bytes_out = c->bytes_out;
+      memcpy(o->method, c->log_method, sizeof(o->method));
+      o->method[sizeof(o->method) - 1] = 0;
+      memcpy(o->path, c->log_path, c->log_path_len);
+      o->path[c->log_path_len] = 0;
+      memcpy(o->request_id, c->request_id, sizeof(o->request_id));
+      o->request_id[SRV_REQUEST_ID_MAX] = 0;
+    }
+    uv_mutex_unlock(&w->inflight_mu);
+  }
+  return n;
+}
+
 static void stop_daemon(srv_worker_t *w) {
   if (!w->daemon)
     return;
@@ -421,6 +505,8 @@ static void worker_main(void *arg) {
     return;
   }
   gc_mutator_unpark(w->mut);
+  if (thread_start_hook)
+    thread_start_hook(w);
   uv_loop_init(&w->loop);
   srv__contexts_init(w);
   unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_USE_TURBO;
@@ -428,10 +514,18 @@ static void worker_main(void *arg) {
    * (api/dashboard.c); the data daemons never suspend */
   if (w->admin)
     flags |= MHD_ALLOW_SUSPEND_RESUME;
+  /* --max-connections-per-ip, shared among the data workers like
+   * --max-connections (MHD counts per daemon); 0 is MHD's "no limit" */
+  uint64_t per_ip = w->admin ? 0
+                             : (S.cfg.max_connections_per_ip +
+                                (uint64_t)S.cfg.workers - 1) /
+                                   (uint64_t)S.cfg.workers;
   w->daemon = MHD_start_daemon(
       flags, 0, NULL, NULL, on_access, w, MHD_OPTION_LISTEN_SOCKET,
       (MHD_socket)w->listen_fd, MHD_OPTION_CONNECTION_LIMIT,
-      (unsigned int)w->conn_limit, MHD_OPTION_CONNECTION_TIMEOUT,
+      (unsigned int)w->conn_limit, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+      (unsigned int)(per_ip < UINT32_MAX ? per_ip : UINT32_MAX),
+      MHD_OPTION_CONNECTION_TIMEOUT,
       (unsigned int)((S.cfg.idle_timeout_ns + 999999999) / 1000000000),
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)S.cfg.conn_memory,
       MHD_OPTION_NOTIFY_COMPLETED, on_completed, w,
@@ -442,6 +536,8 @@ static void worker_main(void *arg) {
     w->start_rc = BC_EIO;
     uv_close((uv_handle_t *)&w->dl_timer, NULL);
     uv_run(&w->loop, UV_RUN_NOWAIT);
+    if (thread_stop_hook)
+      thread_stop_hook(w);
     gc_mutator_park(w->mut);
     gc_mutator_free(w->mut);
     w->mut = NULL;
@@ -489,6 +585,8 @@ static void worker_main(void *arg) {
       break;
   }
   uv_loop_close(&w->loop);
+  if (thread_stop_hook)
+    thread_stop_hook(w);
   gc_mutator_free(w->mut);
 }
 
@@ -525,8 +623,12 @@ static int bind_listener(const srv_addr_t *a, uint16_t *bound_port) {
   }
   freeaddrinfo(res);
   struct sockaddr_storage ss;
+  memset(&ss, 0, sizeof(ss));
   socklen_t sl = sizeof(ss);
-  getsockname(fd, (struct sockaddr *)&ss, &sl);
+  if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0) {
+    close(fd);
+    return -1;
+  }
   *bound_port = ntohs(ss.ss_family == AF_INET6
                           ? ((struct sockaddr_in6 *)&ss)->sin6_port
                           : ((struct sockaddr_in *)&ss)->sin_port);
@@ -578,6 +680,7 @@ static int start_worker(srv_worker_t *w) {
 
 int srv_run(const srv_config_t *cfg, const srv_handler_t *data,
             const srv_handler_t *admin) {
+  BC_CHECK(cfg->workers > 0, "srv_run with %d workers", cfg->workers);
   S.cfg = *cfg;
   signal(SIGPIPE, SIG_IGN);
   uint32_t rnd;
@@ -625,6 +728,7 @@ int srv_run(const srv_config_t *cfg, const srv_handler_t *data,
     srv_worker_t *w = &S.workers[i];
     w->id = i;
     w->admin = i == cfg->workers;
+    uv_mutex_init(&w->inflight_mu);
     w->listen_fd = w->admin ? S.admin_fd : S.data_fd;
     w->handler = w->admin ? admin : data;
     w->conn_limit = w->admin ? 256
@@ -632,6 +736,13 @@ int srv_run(const srv_config_t *cfg, const srv_handler_t *data,
                                            1) /
                                           (uint64_t)cfg->workers);
   }
+  /* signals first: a SIGTERM that arrives as soon as the listening lines
+   * are out must drain, not kill */
+  uv_loop_init(&S.main_loop);
+  uv_signal_init(&S.main_loop, &S.sigterm);
+  uv_signal_init(&S.main_loop, &S.sigint);
+  uv_signal_start(&S.sigterm, on_signal, SIGTERM);
+  uv_signal_start(&S.sigint, on_signal, SIGINT);
   for (int i = 0; i < S.nworkers; i++) {
     if (start_worker(&S.workers[i]) != 0) {
       srv_log(SRV_LOG_ERROR, "worker failed to start", "{s:i}", "worker", i);
@@ -649,11 +760,6 @@ int srv_run(const srv_config_t *cfg, const srv_handler_t *data,
            a6 ? "[" : "", ah, a6 ? "]" : "", aport);
   srv_log(SRV_LOG_NOTICE, msg, "{s:s}", "listener", "admin");
 
-  uv_loop_init(&S.main_loop);
-  uv_signal_init(&S.main_loop, &S.sigterm);
-  uv_signal_init(&S.main_loop, &S.sigint);
-  uv_signal_start(&S.sigterm, on_signal, SIGTERM);
-  uv_signal_start(&S.sigint, on_signal, SIGINT);
   uv_run(&S.main_loop, UV_RUN_DEFAULT);
   uv_loop_close(&S.main_loop);
 
@@ -675,6 +781,8 @@ int srv_run(const srv_config_t *cfg, const srv_handler_t *data,
   srv_log(SRV_LOG_INFO, "stopped", "{s:I,s:I}", "requests",
           (json_int_t)st.requests, "ended_by_shutdown",
           (json_int_t)st.cancels[SRV_CAUSE_SHUTDOWN]);
+  for (int i = 0; i < S.nworkers; i++)
+    uv_mutex_destroy(&S.workers[i].inflight_mu);
   free(S.workers);
   S.workers = NULL;
   S.nworkers = 0;

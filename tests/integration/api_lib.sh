@@ -17,6 +17,7 @@ req() {
   RS="$("${CURL[@]}" "${mflag[@]}" -o "$TMP/rb" -D "$TMP/rh" -w '%{http_code}' "$@" "$u" 2>"$TMP/rerr")"
   RC=$?
   [[ -n "$RS" ]] || RS=000
+  [[ "$RS" == 000 ]] && echo "# $m $u: curl exit $RC: $(head -c 300 "$TMP/rerr")"
   [[ -f "$TMP/rb" ]] || : >"$TMP/rb"
   [[ -f "$TMP/rh" ]] || : >"$TMP/rh"
 }
@@ -120,4 +121,13 @@ sanity() {
   else
     fail "after $1: reference value: status $RS, $(stat -c %s "$TMP/ref.out") bytes"
   fi
+}
+
+# fresh_start [flags...]: start_server, after removing the previous server's
+# output: lib.sh's start_server polls $TMP/server.out right after forking,
+# possibly before the child has truncated it, and could read the stopped
+# server's "listening on" lines (and its dead port).
+fresh_start() {
+  rm -f "$TMP/server.out" "$TMP/server.err"
+  start_server "$@"
 }

@@ -104,15 +104,19 @@ typedef struct server {
 int server_start(server_t *s, const char *bin, const char *const *extra);
 
 /* SIGTERM by PID; waits up to timeout_ms, then SIGKILL. Returns the exit
- * status (0..255), 128+signal if it died of a signal, -1 on error. Prints
- * the log lines (not the access log) the server wrote after its start. */
+ * status (0..255), 128+signal if it died of a signal, -3 if it had to be
+ * killed, -1 if it was not running (already reaped by server_wait; then it
+ * only cleans up). Prints the log lines (not the access log) the server
+ * wrote after its start. */
 int server_stop(server_t *s, int timeout_ms);
 
 /* Sends sig to the server by PID (0 on success). */
 int server_signal(server_t *s, int sig);
 
-/* Waits up to timeout_ms for the server to exit; the exit status as in
- * server_stop, or -2 if it is still running. */
+/* Waits up to timeout_ms for the server to exit (0: just look); the exit
+ * status as in server_stop, or -2 if it is still running. Once it has
+ * returned a status the server is reaped: call server_stop only to clean
+ * up. */
 int server_wait(server_t *s, int timeout_ms);
 
 /* ---- HTTP through libcurl -------------------------------------------------- */

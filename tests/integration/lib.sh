@@ -36,6 +36,7 @@ trap cleanup EXIT
 # start_server [flags...]: starts bufcache on free loopback ports (port 0),
 # waits for its "listening on" lines, sets SERVER_PID, DATA, ADMIN.
 start_server() {
+  rm -f "$TMP/server.out" "$TMP/server.err" # never read a previous server's
   "$BIN" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 "$@" \
     >"$TMP/server.out" 2>"$TMP/server.err" &
   SERVER_PID=$!

@@ -9,7 +9,7 @@ source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/api_lib.sh"
 
 MAX=$((4 * 1048576))
-start_server --max-value-size 4MiB
+fresh_start --max-value-size 4MiB
 DPORT="$(port_of "$DATA")"
 
 ETAG_RE='^"[0-9a-f]{16}"$'

@@ -6,7 +6,9 @@
 #     hold the drain up, and the process exits 0 within the drain timeout;
 #  2. --drain-timeout 1s with a stalled upload: exit 0 after about 1 s, and
 #     the stalled client's connection is closed;
-#  3. an idle server exits 0 at once.
+#  3. an idle server exits 0 at once;
+#  4. SIGTERM sent the moment the "listening" lines appear (what a
+#     supervisor may do) still drains and exits 0: 20 tries.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/api_lib.sh"
 
@@ -26,7 +28,7 @@ wait_exit() {
 }
 
 # ---- 1. slow upload in flight -------------------------------------------------
-start_server --drain-timeout 8s --workers 2
+fresh_start --drain-timeout 8s --workers 2
 DPORT="$(port_of "$DATA")"
 rand_file "$TMP/slow" 400000
 # ~4 s at 100 KB/s
@@ -98,7 +100,7 @@ check "after exit: data port refuses (curl 7)" 7 "$?"
 check "after exit: admin port refuses (curl 7)" 7 "$?"
 
 # ---- 2. a stalled upload and --drain-timeout 1s ---------------------------------
-start_server --drain-timeout 1s --workers 2
+fresh_start --drain-timeout 1s --workers 2
 DPORT="$(port_of "$DATA")"
 ( exec 3<>"/dev/tcp/127.0.0.1/$DPORT"
   printf 'PUT /v1/buffers/drain/stalled HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\n\r\n' >&3
@@ -131,7 +133,7 @@ wait "$stalled"
 check "the stalled client's connection was closed (cat ended, not timed out)" 0 "$(cat "$TMP/stalled.rc" 2>/dev/null)"
 
 # ---- 3. an idle server --------------------------------------------------------
-start_server --drain-timeout 5s
+fresh_start --drain-timeout 5s
 t0=$(now_ms)
 kill -TERM "$SERVER_PID"
 wait_exit "$SERVER_PID" 10; ec="$EC"
@@ -140,4 +142,41 @@ check "idle server exits 0 on SIGTERM" 0 "$ec"
 [[ "$ec" == timeout ]] && kill -KILL "$SERVER_PID" 2>/dev/null
 SERVER_PID=""
 [[ $el -lt 2000 ]] && ok "idle server exits at once (${el} ms)" || fail "idle server took ${el} ms to exit"
+
+# ---- 4. SIGTERM right after the server says it listens ------------------------
+# Once the "listening" lines are out, SIGTERM must drain (exit 0); a server
+# that announces itself before its handlers are in place dies of the signal
+# (143) or loses it (keeps running: "timeout").
+bad=0
+detail=""
+for i in $(seq 1 20); do
+  rm -f "$TMP/server.out" "$TMP/server.err"
+  "$BIN" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 >"$TMP/server.out" 2>"$TMP/server.err" &
+  SERVER_PID=$!
+  # spin (no sleep, no forks but grep's): signal as early as a watcher
+  # possibly could; give up after 20 s or if the server is gone
+  dl=$(( ${EPOCHREALTIME/./} + 20000000 ))
+  n=0
+  until grep -q '(admin)' "$TMP/server.out" 2>/dev/null; do
+    n=$((n + 1))
+    if (( n % 64 == 0 )); then
+      (( ${EPOCHREALTIME/./} >= dl )) && break
+      kill -0 "$SERVER_PID" 2>/dev/null || break
+    fi
+  done
+  kill -TERM "$SERVER_PID" 2>/dev/null
+  wait_exit "$SERVER_PID" 5
+  if [[ "$EC" == timeout ]]; then
+    kill -KILL "$SERVER_PID" 2>/dev/null
+    wait "$SERVER_PID" 2>/dev/null
+  fi
+  SERVER_PID=""
+  if [[ "$EC" != 0 ]]; then
+    bad=$((bad + 1))
+    detail+=" try $i: $EC;"
+    [[ $bad -ge 3 ]] && break
+  fi
+done
+check "SIGTERM right after the listening lines: every try exits 0 (143 = killed by the signal, timeout = signal lost)" \
+  "0 bad" "$bad bad${detail:+ (}${detail}${detail:+)}"
 finish

@@ -69,21 +69,21 @@ size_limit_probe() {
 
 # the environment twin alone
 export BUFCACHE_MAX_VALUE_SIZE=1KiB
-start_server
+fresh_start
 size_limit_probe 1024 "BUFCACHE_MAX_VALUE_SIZE=1KiB"
 stop_server
 check "server exits 0" 0 "$SERVER_RC"
 # the flag wins over the environment (both directions)
-start_server --max-value-size 3KiB
+fresh_start --max-value-size 3KiB
 size_limit_probe 3072 "env 1KiB, flag 3KiB"
 stop_server
 export BUFCACHE_MAX_VALUE_SIZE=1MiB
-start_server --max-value-size 2000
+fresh_start --max-value-size 2000
 size_limit_probe 2000 "env 1MiB, flag 2000"
 stop_server
 unset BUFCACHE_MAX_VALUE_SIZE
 # and the default is 64 MiB: 64 MiB + 1 announced is refused up front
-start_server
+fresh_start
 req PUT "$DATA/v1/buffers/lim/huge" -H 'Content-Length: 67108865' -H 'Expect: 100-continue' \
   --data-binary @/dev/null --max-time 5
 check "default limit: Content-Length 64MiB+1 refused" 413 "$RS"
@@ -91,20 +91,20 @@ stop_server
 check "server exits 0" 0 "$SERVER_RC"
 
 # --workers N shows in the listening line
-start_server --workers 3
+fresh_start --workers 3
 grep -q 'listening on http://[^ ]* (data, 3 workers)' "$TMP/server.out" && ok "--workers 3 takes effect" ||
   fail "--workers 3: $(grep -m1 'listening' "$TMP/server.out")"
 stop_server
-BUFCACHE_WORKERS=1 start_server
+BUFCACHE_WORKERS=1 fresh_start
 grep -q '(data, 1 workers)' "$TMP/server.out" && ok "BUFCACHE_WORKERS=1 takes effect" ||
   fail "BUFCACHE_WORKERS=1: $(grep -m1 'listening' "$TMP/server.out")"
 stop_server
 
 # --gc-percent reaches the collector (memstats GC.GCPercent)
-start_server --gc-percent 37
+fresh_start --gc-percent 37
 check "--gc-percent 37 in memstats" 37 "$(memstat .GC.GCPercent)"
 stop_server
-start_server --gc-percent off
+fresh_start --gc-percent off
 gp="$(memstat .GC.GCPercent)"
 [[ "$gp" =~ ^-?[0-9]+$ && "$gp" != 100 && "$gp" != 37 ]] && ok "--gc-percent off accepted (GCPercent $gp)" || fail "--gc-percent off: GCPercent [$gp]"
 stop_server

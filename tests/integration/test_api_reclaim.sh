@@ -8,7 +8,7 @@
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/api_lib.sh"
 
-start_server --workers 2
+fresh_start --workers 2
 
 is_num() { [[ "$1" =~ ^[0-9]+$ ]]; }
 

@@ -6,7 +6,7 @@
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/api_lib.sh"
 
-start_server
+fresh_start
 printf 'ttl value \0 with a NUL' >"$TMP/v"
 
 # max_age: N from the last response's Cache-Control: max-age=N, or "".
@@ -94,7 +94,7 @@ stop_server
 check "server exits 0" 0 "$SERVER_RC"
 
 # expired entries are reaped by the collector without anyone reading them
-start_server
+fresh_start
 put_file "u/unseen1?ttl=1s" "$TMP/v"
 put_file "u/unseen2?ttl=1s" "$TMP/v"
 put_file "u/durable" "$TMP/v"

@@ -1,7 +1,8 @@
 /* test_concurrent_rw.c - concurrent writers and readers on the same keys.
  *
  * NWRITERS writer threads and NREADERS reader threads, each on its own
- * keep-alive connection, hammer keys conc/k0..conc/k7 for DURATION_MS while a
+ * keep-alive connection, hammer keys conc/k0..conc/k7 for DURATION_MS (and
+ * until MIN_OPS PUTs and good GETs were seen, at most MAX_MS) while a
  * ninth thread runs POST /debug/gc in a loop on the admin listener, so
  * collection cycles (and their stop-the-world phases) overlap the traffic.
  *
@@ -31,7 +32,9 @@
 #define NKEYS 8
 #define NWRITERS 4
 #define NREADERS 4
-#define DURATION_MS 2000
+#define DURATION_MS 2000 /* at least this long... */
+#define MIN_OPS 200      /* ...and until this many PUTs and good GETs... */
+#define MAX_MS 20000     /* ...but never longer (sanitizer builds are slow) */
 #define MAX_BODY (200 * 1024)
 #define HDR 40
 #define MAGIC 0x31564342u /* "BCV1" little-endian */
@@ -335,7 +338,17 @@ int main(int argc, char **argv) {
     pthread_create(&th[nth++], NULL, reader, (void *)(uintptr_t)i);
   pthread_create(&th[nth++], NULL, collector, NULL);
   uint64_t t0 = now_ms();
-  sleep_ms(DURATION_MS);
+  int alive = -2; /* server_wait: -2 while it runs, else its exit status */
+  for (;;) {
+    sleep_ms(50);
+    uint64_t el = now_ms() - t0;
+    if (el >= MAX_MS ||
+        (el >= DURATION_MS && atomic_load(&n_puts) >= MIN_OPS &&
+         atomic_load(&n_gets_ok) >= MIN_OPS && atomic_load(&n_gc) >= 3))
+      break;
+    if ((alive = server_wait(&S, 0)) != -2) /* it died: stop */
+      break;
+  }
   atomic_store(&g_stop, 1);
   for (int i = 0; i < nth; i++)
     pthread_join(th[i], NULL);
@@ -345,7 +358,8 @@ int main(int argc, char **argv) {
          atomic_load(&n_dels), atomic_load(&n_gets_ok),
          atomic_load(&n_gets_404), atomic_load(&n_heads), atomic_load(&n_gc));
 
-  int alive = server_wait(&S, 0);
+  if (alive == -2)
+    alive = server_wait(&S, 0);
   if (alive != -2)
     printf("# the server died during the traffic: exit status %d "
            "(134 = SIGABRT; its stderr is above)\n", alive);
@@ -361,11 +375,11 @@ int main(int argc, char **argv) {
   }
   CHECK_EQ_INT("no transport errors (resets, timeouts)", 0,
                atomic_load(&n_transport));
-  CHECK_GE_INT("writers completed PUTs", atomic_load(&n_puts), 40);
+  CHECK_GE_INT("writers completed PUTs", atomic_load(&n_puts), MIN_OPS);
   CHECK_EQ_INT("every PUT answered 201/204 with a strong ETag", 0,
                atomic_load(&n_put_bad));
   CHECK_EQ_INT("every DELETE answered 204/404", 0, atomic_load(&n_del_bad));
-  CHECK_GE_INT("readers got values", atomic_load(&n_gets_ok), 40);
+  CHECK_GE_INT("readers got values", atomic_load(&n_gets_ok), MIN_OPS);
   CHECK_EQ_INT("every GET returned one complete value some PUT wrote", 0,
                atomic_load(&n_get_bad));
   CHECK_EQ_INT("every HEAD answered consistent headers and no body", 0,
