@@ -652,9 +652,9 @@ enum MHD_Result api__health(srv_ctx_t *ctx, uint8_t route) {
 
 /* ---- the access handler --------------------------------------------------- */
 
-static enum MHD_Result data_access(srv_ctx_t *ctx, bool first, const char *url,
-                                   const char *method, const char *upload,
-                                   size_t *upload_size) {
+static enum MHD_Result data_call(srv_ctx_t *ctx, bool first, const char *url,
+                                 const char *method, const char *upload,
+                                 size_t *upload_size) {
   req_t *r = api__req(ctx);
   if (first) {
     memset(r, 0, sizeof(*r));
@@ -662,6 +662,9 @@ static enum MHD_Result data_access(srv_ctx_t *ctx, bool first, const char *url,
     r->route = route_data(url);
     ctx->method_id = r->method;
     ctx->route_id = r->route;
+    /* profile labels: route and key namespace (api/pprof.c) */
+    r->labels = api__pprof_labels(r->method, r->route, url);
+    api__pprof_set_labels(ctx, r->labels);
     if (r->route != R_NOTFOUND && !method_allowed(r->route, r->method)) {
       api__error(ctx, API_ERR_METHOD, "method not allowed", API_CLOSE);
       return MHD_YES;
@@ -708,6 +711,18 @@ static enum MHD_Result data_access(srv_ctx_t *ctx, bool first, const char *url,
     break;
   }
   return api__error(ctx, API_ERR_NO_ROUTE, "no such route", 0);
+}
+
+/* Every handler call runs with the request's profile labels current on the
+ * worker (allocation samples, CPU samples), and none between calls. */
+static enum MHD_Result data_access(srv_ctx_t *ctx, bool first, const char *url,
+                                   const char *method, const char *upload,
+                                   size_t *upload_size) {
+  if (!first)
+    api__pprof_set_labels(ctx, api__req(ctx)->labels);
+  enum MHD_Result rc = data_call(ctx, first, url, method, upload, upload_size);
+  api__pprof_set_labels(ctx, NULL);
+  return rc;
 }
 
 const srv_handler_t api_data_handler = {.access = data_access,

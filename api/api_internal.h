@@ -20,9 +20,26 @@ enum { M_GET, M_HEAD, M_PUT, M_DELETE, M_POST, M_OTHER, M__COUNT };
   X(R_FREEOS, "/debug/freeosmemory")                                           \
   X(R_GC_PERCENT, "/debug/gc-percent")                                         \
   X(R_MEMORY_LIMIT, "/debug/memory-limit")                                     \
+  X(R_OPENAPI, "/debug/openapi.yaml")                                          \
   X(R_DASHBOARD, "/debug/dashboard")                                           \
   X(R_DASH_INFO, "/debug/dashboard/info")                                      \
-  X(R_DASH_EVENTS, "/debug/dashboard/events")
+  X(R_DASH_EVENTS, "/debug/dashboard/events")                                 \
+  X(R_PPROF_INDEX, "/debug/pprof/")                                            \
+  X(R_PPROF_HEAP, "/debug/pprof/heap")                                         \
+  X(R_PPROF_ALLOCS, "/debug/pprof/allocs")                                     \
+  X(R_PPROF_PROFILE, "/debug/pprof/profile")                                   \
+  X(R_PPROF_REQUESTS, "/debug/pprof/requests")                                 \
+  X(R_PPROF_CMDLINE, "/debug/pprof/cmdline")                                   \
+  X(R_PPROF_SYMBOL, "/debug/pprof/symbol")                                     \
+  API_ROUTES_FAULT(X)
+
+/* POST /debug/fault exists in the fault-injection build only (api/fault.c) */
+#ifdef BUFCACHE_FAULT_INJECTION
+#define API_ROUTES_FAULT(X) X(R_FAULT, "/debug/fault")
+enum MHD_Result api__fault(srv_ctx_t *ctx);
+#else
+#define API_ROUTES_FAULT(X)
+#endif
 
 enum {
 #define X(name, label) name,
@@ -42,6 +59,7 @@ enum {
   X(API_ERR_NOT_FOUND, 404, "not_found")                                       \
   X(API_ERR_NO_ROUTE, 404, "no_route")                                         \
   X(API_ERR_METHOD, 405, "method_not_allowed")                                 \
+  X(API_ERR_CONFLICT, 409, "conflict")                                         \
   X(API_ERR_PRECONDITION, 412, "precondition_failed")                         \
   X(API_ERR_TOO_LARGE, 413, "value_too_large")                                 \
   X(API_ERR_RANGE, 416, "range_not_satisfiable")                               \
@@ -80,11 +98,33 @@ typedef struct req {
    * cache_put_if under the shard lock (has_cond: any of them present) */
   uint8_t has_cond;
   cache_cond_t cond;
+  /* profile labels of a data request (api/pprof.c, interned), set on the
+   * worker's mutator for every handler call */
+  const void *labels;
+  /* admin /debug/pprof/...: the request's state (api/pprof.c), NULL until it
+   * needs one; freed by api__pprof_completed */
+  void *pprof;
 } req_t;
 
 _Static_assert(sizeof(req_t) <= SRV_CTX_API_BYTES, "req_t too big");
 
 static inline req_t *api__req(srv_ctx_t *ctx) { return (req_t *)ctx->api; }
+
+/* api/pprof.c: /debug/pprof/ on the admin listener, and the labels data
+ * requests carry into profiles. */
+#define API_ROUTE_IS_PPROF(r) ((r) >= R_PPROF_INDEX && (r) <= R_PPROF_SYMBOL)
+uint8_t api__pprof_route(const char *url); /* R_NOTFOUND if none */
+void api__pprof_init(void);                /* from api__debug_init */
+/* Every handler call of a pprof route after the first (guard and method
+ * already checked, nothing queued yet). */
+enum MHD_Result api__pprof_access(srv_ctx_t *ctx, req_t *r, const char *url,
+                                  const char *upload, size_t *upload_size);
+void api__pprof_completed(srv_ctx_t *ctx); /* admin completion */
+void api__pprof_stopping(srv_worker_t *w); /* admin daemon stopping */
+/* The interned label set of a data request (first call), and the one to
+ * make current on the request's worker (NULL between requests). */
+const void *api__pprof_labels(uint8_t method, uint8_t route, const char *url);
+void api__pprof_set_labels(srv_ctx_t *ctx, const void *labels);
 
 typedef struct api_state {
   cache_t *cache;
@@ -184,6 +224,9 @@ bool api__token_equal(const char *got, size_t glen, const char *want,
  * /debug/dashboard/events (Server-Sent Events, one sample a second). Admin
  * thread only. */
 enum MHD_Result api__dashboard(srv_ctx_t *ctx, uint8_t route);
+
+/* api/openapi.c: GET /debug/openapi.yaml, the embedded api/openapi.yaml. */
+enum MHD_Result api__openapi(srv_ctx_t *ctx);
 /* Does ?token= carry the admin token? Only on the page and the events
  * routes, which a browser opens without headers (EventSource). */
 bool api__dashboard_query_token(srv_ctx_t *ctx, uint8_t route,

@@ -1,12 +1,18 @@
 /* debug.c - the admin listener's routes: /debug/memstats (Go's MemStats
  * names), /debug/vars (expvar), POST /debug/gc, POST /debug/freeosmemory,
  * PUT /debug/gc-percent and /debug/memory-limit; the bearer-token guard.
+ * (GET /debug/openapi.yaml is api/openapi.c; every route of both listeners
+ * is described in api/openapi.yaml.)
  *
  * Every request on the admin listener passes the guard first when a token is
  * configured (--admin-token-file, BUFCACHE_ADMIN_TOKEN): no valid
  * "Authorization: Bearer <token>" and it gets 401, whatever the route. The
  * data listener's copies of /metrics, /healthz and /readyz are not guarded
  * (read-only, no secrets: probes and Prometheus reach them on the data port).
+ * Two routes also take the token as ?token=, which a browser must use there:
+ * the dashboard page and its event stream (api/dashboard.c; EventSource
+ * cannot send headers). Without it the page route answers 401 with the page,
+ * which asks for the token.
  * The admin thread builds its answers with jansson and malloc; nothing here
  * allocates on the gc heap or takes a lock the GET path takes. */
 #include <jansson.h>
@@ -38,14 +44,18 @@ uint8_t api__debug_route(const char *url) {
       {"/debug/freeosmemory", R_FREEOS},
       {"/debug/gc-percent", R_GC_PERCENT},
       {"/debug/memory-limit", R_MEMORY_LIMIT},
+      {"/debug/openapi.yaml", R_OPENAPI}, /* api/openapi.c */
       {"/debug/dashboard", R_DASHBOARD},
       {"/debug/dashboard/info", R_DASH_INFO},
       {"/debug/dashboard/events", R_DASH_EVENTS},
+#ifdef BUFCACHE_FAULT_INJECTION
+      {"/debug/fault", R_FAULT}, /* bufcache-fault only: api/fault.c */
+#endif
   };
   for (size_t i = 0; i < BC_ARRAY_LEN(routes); i++)
     if (strcmp(url, routes[i].path) == 0)
       return routes[i].route;
-  return R_NOTFOUND;
+  return api__pprof_route(url); /* /debug/pprof/... */
 }
 
 void api__debug_init(void) {
@@ -61,11 +71,16 @@ void api__debug_init(void) {
   ALLOW(R_GC_PERCENT, 1 << M_GET | 1 << M_HEAD | 1 << M_PUT, "GET, HEAD, PUT");
   ALLOW(R_MEMORY_LIMIT, 1 << M_GET | 1 << M_HEAD | 1 << M_PUT,
         "GET, HEAD, PUT");
+  ALLOW(R_OPENAPI, 1 << M_GET | 1 << M_HEAD, "GET, HEAD");
   ALLOW(R_DASHBOARD, 1 << M_GET | 1 << M_HEAD, "GET, HEAD");
   ALLOW(R_DASH_INFO, 1 << M_GET | 1 << M_HEAD, "GET, HEAD");
   ALLOW(R_DASH_EVENTS, 1 << M_GET, "GET");
+#ifdef BUFCACHE_FAULT_INJECTION
+  ALLOW(R_FAULT, 1 << M_GET | 1 << M_POST, "GET, POST");
+#endif
 #undef ALLOW
   api__metrics_init();
+  api__pprof_init();
 }
 
 /* ---- the token guard ------------------------------------------------------ */
@@ -132,7 +147,7 @@ static json_t *memstats_json(void) {
   json_object_set_new(o, "MSpanSys", U(g->mspan_sys));
   json_object_set_new(o, "MCacheInuse", U(g->mcache_inuse));
   json_object_set_new(o, "MCacheSys", U(g->mcache_sys));
-  json_object_set_new(o, "BuckHashSys", U(0));
+  json_object_set_new(o, "BuckHashSys", U(g->buckhash_sys));
   json_object_set_new(o, "GCSys", U(g->gc_sys));
   json_object_set_new(o, "OtherSys", U(ms->other_sys));
   json_object_set_new(o, "NextGC", U(g->next_gc));
@@ -387,6 +402,8 @@ static enum MHD_Result admin_access(srv_ctx_t *ctx, bool first,
     }
     return MHD_YES;
   }
+  if (API_ROUTE_IS_PPROF(r->route) && !r->answered) /* api/pprof.c */
+    return api__pprof_access(ctx, r, url, upload, upload_size);
   if (*upload_size) {
     if (!r->answered && r->method == M_PUT) {
       size_t room = sizeof(r->text) - 1 - r->text_len;
@@ -440,14 +457,31 @@ static enum MHD_Result admin_access(srv_ctx_t *ctx, bool first,
     return gc_percent(ctx, r);
   case R_MEMORY_LIMIT:
     return memory_limit(ctx, r);
+  case R_OPENAPI:
+    return api__openapi(ctx);
   case R_DASHBOARD:
   case R_DASH_INFO:
   case R_DASH_EVENTS:
     return api__dashboard(ctx, r->route);
+#ifdef BUFCACHE_FAULT_INJECTION
+  case R_FAULT:
+    return api__fault(ctx);
+#endif
   default:
     return api__error(ctx, API_ERR_NO_ROUTE, "no such route", 0);
   }
 }
 
-const srv_handler_t api_admin_handler = {admin_access, api__observe,
-                                         api__dashboard_stopping};
+static void admin_completed(srv_ctx_t *ctx,
+                            enum MHD_RequestTerminationCode toe) {
+  api__pprof_completed(ctx);
+  api__observe(ctx, toe);
+}
+
+static void admin_stopping(srv_worker_t *w) {
+  api__pprof_stopping(w); /* a CPU profile in progress answers now */
+  api__dashboard_stopping(w);
+}
+
+const srv_handler_t api_admin_handler = {admin_access, admin_completed,
+                                         admin_stopping};

@@ -460,7 +460,8 @@ static void render_memstats(sb_t *b, const api_memstats_t *ms) {
         "Number of bytes used for mcache structures obtained from system.",
         g->mcache_sys);
   GAUGE(b, "go_memstats_buck_hash_sys_bytes",
-        "Number of bytes used by the profiling bucket hash table.", 0);
+        "Number of bytes used by the profiling bucket hash table.",
+        ms->gc.buckhash_sys);
   GAUGE(b, "go_memstats_gc_sys_bytes",
         "Number of bytes used for garbage collection system metadata.",
         g->gc_sys);
@@ -487,6 +488,8 @@ static void render_gc(sb_t *b, const api_memstats_t *ms) {
   unsigned n = g->num_gc < GC_PAUSE_RING ? g->num_gc : GC_PAUSE_RING;
   for (unsigned i = 0; i < n; i++)
     sorted[i] = g->pause_ns[(g->num_gc - 1 - i) % GC_PAUSE_RING];
+  /* sorted[0..n) is set just above; cppcheck 2.10 does not see it */
+  /* cppcheck-suppress uninitvar */
   qsort(sorted, n, sizeof(sorted[0]), cmp_u64);
   family(b, "go_gc_duration_seconds", "summary",
          "A summary of the pause duration of garbage collection cycles.");

@@ -71,11 +71,13 @@ ROWS=""
 run10k() {
   local label="$1" port="$2" pid="$3" url="$4" fd0
   fd0="$(fd_count "$pid")"
+  wait_quiet
   log "$label: warm-up ${WARMUP}s at $NCONNS connections"
   wrk_pinned "$NCONNS" "$WARMUP" "$WORK/$label.warmup.txt" "$url"
   sleep 1
+  # the sampler starts with the measured run (no quiet wait in between)
   sample_conns "$port" "$pid" $((DURATION / 2)) "$WORK/$label.sample"
-  measure "$label" "$NCONNS" "$DURATION" 0 "$pid" "$url"
+  SKIP_QUIET=1 measure "$label" "$NCONNS" "$DURATION" 0 "$pid" "$url"
   wait "$SAMPLER_PID" 2>/dev/null || true
   local est fds
   read -r est fds <"$WORK/$label.sample" || { est="?"; fds="?"; }

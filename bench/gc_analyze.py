@@ -12,12 +12,13 @@ Inputs
   --ms0/--ms1 FILE memstats snapshots at the window's start and end; the
                    first line of FILE.t is the unix ns it was read at
   --cpu0/--cpu1 N  the server's utime+stime (clock ticks) at start and end
+  --threads FILE   gc_sample.py --threads: every thread's run time every 10 ms
   --limit BYTES    the soft memory limit
 Output: key=value lines on stdout (and --json FILE).
 
-Cycle windows come from PauseEnd: a cycle ends (stats recorded) just after
-its sweep, so it started at PauseEnd - (p1+mark+p2+sweep); its phases follow
-in that order. "Between cycles" is every whole millisecond bucket that no
+Cycle windows come from PauseEnd (the end of a cycle's second pause, as in
+Go; older builds: the end of its sweep), so a cycle started at
+PauseEnd - (p1+mark+p2); its phases follow in that order. "Between cycles" is every whole millisecond bucket that no
 cycle (start of pause 1 to end of sweep) touches, without the first and last
 RAMP ms of the run. Throughput is completions per second over whole buckets.
 """
@@ -93,6 +94,7 @@ def main():
     ap.add_argument("--clk-tck", type=int, default=100)
     ap.add_argument("--limit", type=int, required=True)
     ap.add_argument("--ramp-ms", type=int, default=200)
+    ap.add_argument("--threads")
     ap.add_argument("--json")
     a = ap.parse_args()
     out = {}
@@ -104,14 +106,33 @@ def main():
         ms_end = json.load(f)
     pause_end = ms_end["PauseEnd"]
     numgc = ms_end["NumGC"]
+    # PauseEnd[] is the unix time at the end of a cycle's mark termination
+    # pause (Go's meaning) or, in older builds, at the end of its sweep. The
+    # right reading is the one under which every cycle's start lines up with
+    # its gctrace @T (printed to the ms): pick the one with the least spread.
+    def starts(with_sweep):
+        out = {}
+        for c in cycles:
+            if numgc - c["n"] < 256 and c["n"] <= numgc:
+                before = c["p1"] + c["mark"] + c["p2"] + (c["sweep"] if with_sweep else 0)
+                out[c["n"]] = pause_end[(c["n"] - 1) % 256] - before
+        return out
+
+    def spread(st):
+        offs = sorted(st[c["n"]] - c["t"] * 1e9 for c in cycles if c["n"] in st)
+        if len(offs) < 2:
+            return 0.0, (offs[0] if offs else None)
+        return offs[-1] - offs[0], offs[len(offs) // 2]
+
+    cand = [(spread(starts(w)), w, starts(w)) for w in (False, True)]
+    (sp, init_unix), with_sweep, st = min(cand, key=lambda x: x[0][0])
+    out["pause_end_means"] = "sweep end" if with_sweep else "mark termination end"
+    out["anchor_spread_ms"] = rnd(sp / 1e6, 2)
     for c in cycles:
         c["dur"] = c["p1"] + c["mark"] + c["p2"] + c["sweep"]
-        if numgc - c["n"] < 256 and c["n"] <= numgc:
-            c["end_unix"] = pause_end[(c["n"] - 1) % 256]
-            c["start_unix"] = c["end_unix"] - c["dur"]
-    # anchor for cycles that fell out of the ring: gc_init's unix time
-    offs = [c["start_unix"] - c["t"] * 1e9 for c in cycles if "start_unix" in c]
-    init_unix = sorted(offs)[len(offs) // 2] if offs else None
+        if c["n"] in st:
+            c["start_unix"] = st[c["n"]]
+            c["end_unix"] = c["start_unix"] + c["dur"]
     for c in cycles:
         if "start_unix" not in c and init_unix is not None:
             c["start_unix"] = init_unix + c["t"] * 1e9
@@ -201,6 +222,64 @@ def main():
     out["maxlat_between_us"] = maxlat(between)
     out["maxlat_in_cycles_us"] = maxlat([k for k in range(nb) if in_cycle[k]])
 
+    # where the server's CPU went, inside marking and between cycles: per
+    # thread run time (schedstat) over 10 ms intervals that lie wholly in
+    # one kind of window. The busiest thread is the worker; the thread that
+    # runs most while marking, other than it, is the collector.
+    if a.threads and os.path.exists(a.threads):
+        marks = [(c["start_unix"] + c["p1"], c["start_unix"] + c["p1"] + c["mark"]) for c in win]
+        cyc = [(c["start_unix"], c["start_unix"] + c["dur"]) for c in win]
+        lo, hi = start_unix + a.ramp_ms * 1e6, start_unix + (nb - a.ramp_ms) * 1e6
+
+        def kind(t0, t1):
+            if t0 < lo or t1 > hi:
+                return None
+            for u0, u1 in marks:
+                if u0 <= t0 and t1 <= u1:
+                    return "marking"
+            for u0, u1 in cyc:
+                if t0 < u1 and u0 < t1:
+                    return None
+            return "between"
+
+        prev = None
+        acc = {"marking": [0.0, {}, 0], "between": [0.0, {}, 0]}
+        with open(a.threads) as f:
+            for line in f:
+                p = line.split()
+                t = int(p[0])
+                cur = dict((int(x.split(":")[0]), int(x.split(":")[1])) for x in p[1:])
+                if prev:
+                    k = kind(prev[0], t)
+                    if k:
+                        acc[k][0] += t - prev[0]
+                        for tid, run in cur.items():
+                            d = run - prev[1].get(tid, run)
+                            acc[k][1][tid] = acc[k][1].get(tid, 0) + d
+                        # requests completed in the interval (1 ms buckets)
+                        i0 = int((prev[0] - start_unix) / 1e6)
+                        i1 = int((t - start_unix) / 1e6)
+                        acc[k][2] += sum(rows[j][0] for j in range(max(i0, 0), min(i1, nb)))
+                prev = (t, cur)
+        tot = {}
+        for k in acc:
+            for tid, d in acc[k][1].items():
+                tot[tid] = tot.get(tid, 0) + d
+        if tot and acc["marking"][0] > 0 and acc["between"][0] > 0:
+            worker = max(tot, key=tot.get)
+            mk = acc["marking"][1]
+            collector = max((t for t in mk if t != worker), key=lambda t: mk[t], default=None)
+            for k in ("marking", "between"):
+                wall, runs, reqs = acc[k]
+                out["cpu_%s_s" % k] = rnd(wall / 1e9, 2)
+                out["worker_cpu_share_%s" % k] = rnd(runs.get(worker, 0) / wall, 3)
+                out["collector_cpu_share_%s" % k] = rnd(runs.get(collector, 0) / wall, 3) if collector else 0
+                out["server_cpu_share_%s" % k] = rnd(sum(runs.values()) / wall, 3)
+                wcpu = runs.get(worker, 0) / 1e9
+                out["req_per_worker_cpu_s_%s" % k] = rnd(reqs / wcpu) if wcpu > 0 else float("nan")
+            out["worker_tid"] = worker
+            out["collector_tid"] = collector
+
     # GC CPU over the window: the server's own definition,
     # gc_cpu_ns / (elapsed * (W + 1)), from two memstats snapshots
     W = win[0]["w"] if win else (cycles[-1]["w"] if cycles else 1)
@@ -211,6 +290,9 @@ def main():
         e0, e1 = t0 - init_unix, t1 - init_unix
         g0 = m0["GCCPUFraction"] * e0 * (W + 1)
         g1 = m1["GCCPUFraction"] * e1 * (W + 1)
+        # the two reads' own timing errors can make an idle window's figure
+        # a hair negative
+        g1 = max(g1, g0)
         out["gc_cpu_s"] = rnd((g1 - g0) / 1e9, 3)
         out["gc_cpu_fraction_window"] = rnd((g1 - g0) / ((t1 - t0) * (W + 1)), 4)
         out["gc_cpu_fraction_cumulative"] = rnd(m1["GCCPUFraction"], 4)

@@ -114,7 +114,7 @@ window() {
   local d="$WORK/$name" sp fp=""
   mkdir -p "$d"
   bg_start sp python3 "$BENCH_DIR/gc_sample.py" "$BC_PID" "$BC_ADMIN" "$d/samples.csv" \
-    --interval 0.1 --every 10 --seconds 3600 --stopfile "$d/stop"
+    --interval 0.1 --every 10 --seconds 3600 --stopfile "$d/stop" --threads "$d/threads.txt"
   ms_snap "$d/ms0.json"
   local c0 c1 k0 k1 o0 o1
   c0="$(cpu_ticks "$BC_PID")"
@@ -134,7 +134,8 @@ window() {
   ms_snap "$d/ms1.json"
   python3 "$BENCH_DIR/gc_analyze.py" --gctrace "$WORK/$SERVER_NAME.err" --memstats "$d/ms1.json" \
     --buckets "$d/buckets.txt" --samples "$d/samples.csv" --ms0 "$d/ms0.json" --ms1 "$d/ms1.json" \
-    --cpu0 "$c0" --cpu1 "$c1" --clk-tck "$CLK_TCK" --limit "$limit" --json "$d/analysis.json" \
+    --cpu0 "$c0" --cpu1 "$c1" --clk-tck "$CLK_TCK" --limit "$limit" --threads "$d/threads.txt" \
+    --json "$d/analysis.json" \
     >"$d/analysis.txt" || die "analysis failed ($name)"
   # noise: how busy the two cores were with anything but this server
   python3 - "$d/analysis.json" "$d/client.txt" "$c0" "$c1" "$CLK_TCK" $k0 $k1 $o0 $o1 <<'EOF'
@@ -153,13 +154,33 @@ EOF
   log "$name: $(tr '\n' ' ' <"$d/analysis.txt" | cut -c1-600)"
 }
 
-SUMMARY="$WORK/summary.txt"
-: >"$SUMMARY"
+# wait_quiet: the machine is shared; wait (up to QUIET_MAX s, default 300)
+# until other processes use less than QUIET_BUSY (0.35) of it over 3 s.
+QUIET_MAX="${QUIET_MAX:-300}"
+QUIET_BUSY="${QUIET_BUSY:-0.35}"
+wait_quiet() {
+  local t0=$SECONDS a b busy
+  while :; do
+    a="$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat)"
+    sleep 3
+    b="$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat)"
+    busy="$(echo "$a $b" | awk '{ printf "%.2f", ($3 - $1) / ($4 - $2) }')"
+    if awk -v b="$busy" -v q="$QUIET_BUSY" 'BEGIN { exit !(b < q) }'; then
+      log "machine busy $busy before $1 (waited $((SECONDS - t0)) s)"
+      return 0
+    fi
+    if ((SECONDS - t0 >= QUIET_MAX)); then
+      log "machine still busy ($busy) after ${QUIET_MAX}s; running $1 anyway"
+      return 0
+    fi
+  done
+}
 
 run_mixed() {
   local run="$1" lim
   lim="$(size_bytes "$LIMIT")"
   SERVER_NAME="mixed$run"
+  wait_quiet "mixed$run"
   start_bufcache "$SERVER_NAME" --workers "$WORKERS" --gctrace --memory-limit "$LIMIT"
   local d="$WORK/mixed$run"
   mkdir -p "$d"
@@ -189,6 +210,7 @@ run_flood() {
   local run="$1" lim
   lim="$(size_bytes "$FLOOD_LIMIT")"
   SERVER_NAME="flood$run"
+  wait_quiet "flood$run"
   start_bufcache "$SERVER_NAME" --workers "$WORKERS" --gctrace --memory-limit "$FLOOD_LIMIT"
   mkdir -p "$WORK/flood$run"
   log "flood$run: PUT $FLOOD_BYTES bytes of new 1 KiB values under a $FLOOD_LIMIT limit"
@@ -217,17 +239,19 @@ for f in sorted(glob.glob(os.path.join(work, "*", "*", "analysis.json"))):
     a = json.load(open(f))
     rows.append((os.path.relpath(os.path.dirname(f), work), a))
 mib = lambda b: "%.0f" % (b / 1048576.0) if isinstance(b, (int, float)) else "?"
-print("| window | cycles (pacer/forced) | pause p50 / p99 / max us | pauses > 100 us | mark p50 ms | GC CPU (window) | GC share of server CPU | RSS max MiB (x limit) | HeapInuse max MiB (x limit) | req/s between | req/s marking (ratio) | req/s in cycles (ratio) | others on server core |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| window | cycles (pacer/forced) | pause p50 / p99 / max us | pauses > 100 us | mark p50 ms | GC CPU (window) | GC share of server CPU | RSS max MiB (x limit) | HeapInuse max MiB (x limit) | req/s between | req/s marking (ratio) | req/s in cycles (ratio) | worker CPU share between / marking | collector CPU share marking | req per worker CPU-s between / marking | others on server core |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for name, a in rows:
     g = a.get
-    print("| %s | %s (%s/%s) | %s / %s / %s | %s | %s | %s | %s | %s (%s) | %s (%s) | %s | %s (%s) | %s (%s) | %s |" % (
+    print("| %s | %s (%s/%s) | %s / %s / %s | %s | %s | %s | %s | %s (%s) | %s (%s) | %s | %s (%s) | %s (%s) | %s / %s | %s | %s / %s | %s |" % (
         name, g("cycles"), g("cycles_pacer"), g("cycles_forced"),
         g("pause_p50_us"), g("pause_p99_us"), g("pause_max_us"), g("pauses_over_100us"),
         g("mark_p50_ms"), g("gc_cpu_fraction_window"), g("gc_share_of_server_cpu"),
         mib(g("rss_max")), g("rss_max_vs_limit"), mib(g("heap_inuse_max")), g("heap_inuse_max_vs_limit"),
         g("rps_between"), g("rps_marking"), g("marking_vs_between"),
-        g("rps_in_cycles"), g("cycles_vs_between"), g("server_core_others")))
+        g("rps_in_cycles"), g("cycles_vs_between"),
+        g("worker_cpu_share_between"), g("worker_cpu_share_marking"), g("collector_cpu_share_marking"),
+        g("req_per_worker_cpu_s_between"), g("req_per_worker_cpu_s_marking"), g("server_core_others")))
 print()
 for name, a in rows:
     print("- %s: client %s req/s, latency p50/p99/max %s/%s/%s us, errors %s, status %s" % (

@@ -5,15 +5,20 @@ Every INTERVAL seconds: the process's VmRSS (/proc/PID/status); every
 EVERY-th sample also GET ADMIN/debug/memstats (loopback). One CSV line per
 sample:
   t_unix_ns,rss_bytes,heap_inuse,heap_alloc,heap_released,num_gc,entries,evicted,gc_cpu_fraction
-(the memstats columns are empty when not fetched). Runs until the process
-exits, SECONDS pass, or STOPFILE exists.
+(the memstats columns are empty when not fetched). With --threads FILE it
+also writes, every --thread-interval seconds (0.01), one line with every
+thread's cumulative run time from /proc/PID/task/TID/schedstat:
+  t_unix_ns tid:run_ns tid:run_ns ...
+Runs until the process exits, SECONDS pass, or STOPFILE exists.
 
   gc_sample.py PID ADMIN_URL OUT.csv [--interval 0.1] [--every 10]
-               [--seconds 600] [--stopfile PATH]
+               [--seconds 600] [--stopfile PATH] [--threads FILE]
+               [--thread-interval 0.01]
 """
 import argparse
 import json
 import os
+import threading
 import time
 import urllib.request
 
@@ -41,6 +46,32 @@ def memstats(admin):
         return [""] * 7
 
 
+def thread_sampler(pid, path, interval, done):
+    """Per-thread run time, every interval s, until done is set."""
+    task = "/proc/%d/task" % pid
+    nxt = time.monotonic()
+    with open(path, "w") as f:
+        while not done.is_set():
+            t = time.time_ns()
+            parts = [str(t)]
+            try:
+                for tid in os.listdir(task):
+                    try:
+                        with open("%s/%s/schedstat" % (task, tid)) as g:
+                            parts.append("%s:%s" % (tid, g.read().split()[0]))
+                    except OSError:
+                        pass
+            except OSError:
+                break
+            f.write(" ".join(parts) + "\n")
+            nxt += interval
+            d = nxt - time.monotonic()
+            if d > 0:
+                time.sleep(d)
+            else:
+                nxt = time.monotonic()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("pid", type=int)
@@ -50,7 +81,16 @@ def main():
     ap.add_argument("--every", type=int, default=10)
     ap.add_argument("--seconds", type=float, default=600)
     ap.add_argument("--stopfile", default="")
+    ap.add_argument("--threads", default="")
+    ap.add_argument("--thread-interval", type=float, default=0.01)
     a = ap.parse_args()
+    done = threading.Event()
+    th = None
+    if a.threads:
+        th = threading.Thread(target=thread_sampler,
+                              args=(a.pid, a.threads, a.thread_interval, done),
+                              daemon=True)
+        th.start()
     t_end = time.time() + a.seconds
     n = 0
     nxt = time.monotonic()
@@ -75,6 +115,9 @@ def main():
                 time.sleep(d)
             else:
                 nxt = time.monotonic()
+    done.set()
+    if th:
+        th.join()
 
 
 if __name__ == "__main__":

@@ -329,10 +329,12 @@ wrk_pinned() {
 }
 
 # wait_quiet: waits (at most QUIET_WAIT s, default 60) until both cores
-# were at least QUIET_IDLE % (default 90) idle over one second, so a run
-# does not start while other processes load the machine. Sets QUIET_NOTE.
+# were at least QUIET_IDLE % (default 90) idle for QUIET_SECS (default 3)
+# seconds in a row, so a run does not start while other processes load the
+# machine. Sets QUIET_NOTE ("" or "busy").
 wait_quiet() {
-  local max="${QUIET_WAIT:-60}" want="${QUIET_IDLE:-90}" i a0 a1 b0 b1 ia ib
+  local max="${QUIET_WAIT:-60}" want="${QUIET_IDLE:-90}" need="${QUIET_SECS:-3}"
+  local i ok=0 a0 a1 b0 b1 ia ib
   QUIET_NOTE=""
   for ((i = 0; i < max; i++)); do
     a0="$(core_jiffies "$SERVER_CPU")" b0="$(core_jiffies "$CLIENT_CPU")"
@@ -341,10 +343,15 @@ wait_quiet() {
     ia="$(echo "$a0 $a1" | awk '{ t = $4 - $2; printf "%.0f", t > 0 ? 100 - ($3 - $1) / t * 100 : 0 }')"
     ib="$(echo "$b0 $b1" | awk '{ t = $4 - $2; printf "%.0f", t > 0 ? 100 - ($3 - $1) / t * 100 : 0 }')"
     if [[ "$ia" -ge "$want" && "$ib" -ge "$want" ]]; then
-      [[ "$i" -eq 0 ]] || log "machine quiet after ${i}s"
-      return 0
+      ok=$((ok + 1))
+      if [[ "$ok" -ge "$need" ]]; then
+        [[ "$i" -lt "$need" ]] || log "machine quiet after ${i}s"
+        return 0
+      fi
+    else
+      ok=0
+      [[ "$i" -gt 0 ]] || log "waiting for a quiet machine (cores idle: $SERVER_CPU ${ia}%, $CLIENT_CPU ${ib}%)"
     fi
-    [[ "$i" -gt 0 ]] || log "waiting for a quiet machine (cores idle: $SERVER_CPU ${ia}%, $CLIENT_CPU ${ib}%)"
   done
   QUIET_NOTE="busy"
   log "warning: the machine stayed busy (cores idle: $SERVER_CPU ${ia}%, $CLIENT_CPU ${ib}%); measuring anyway"
@@ -359,7 +366,7 @@ wait_quiet() {
 measure() {
   local label="$1" conns="$2" dur="$3" warm="$4" pids="$5" url="$6"
   shift 6
-  wait_quiet
+  [[ "${SKIP_QUIET:-0}" == 1 ]] || wait_quiet
   if [[ "$warm" -gt 0 ]]; then
     wrk_pinned "$conns" "$warm" "$WORK/$label.warmup.txt" "$@" "$url"
   fi

@@ -118,6 +118,7 @@ int gc_init(const gc_config_t *cfg) {
   pthread_cond_init(&h->done_cv, NULL);
   pthread_mutex_init(&h->stats_mu, NULL);
   h->start_mono_ns = bc_now_mono_ns();
+  gc__memprof_init();
   return 0;
 }
 
@@ -159,6 +160,7 @@ void gc_close(void) {
   for (int i = 0; i < atomic_load(&h->npools); i++)
     free(h->pools[i]);
   gc__heap_close();
+  gc__memprof_close();
 }
 
 /* ---- mutators and safepoints ---------------------------------------------- */
@@ -182,6 +184,7 @@ gc_mutator_t *gc_mutator_new(void) {
   atomic_store(&h->slots[m->id], m);
   atomic_fetch_add(&h->meta_sys, sizeof(*m));
   pthread_mutex_unlock(&h->mutators_lock);
+  gc__memprof_mutator_init(m);
   return m;
 }
 
@@ -545,6 +548,7 @@ static void run_cycle(bool forced) {
     gc__mcache_flush(m);
   atomic_store(&h->swept_live_bytes, 0);
   gc__sweep_prepare();
+  gc__memprof_next_cycle();
   atomic_store(&h->phase, PHASE_SWEEP);
   stw_end();
   uint64_t t3 = bc_now_mono_ns();
@@ -554,6 +558,8 @@ static void run_cycle(bool forced) {
   /* 4. sweep */
   while (gc__sweep_one())
     ;
+  /* the allocation profile now shows this cycle (memprof.c) */
+  gc__memprof_post_sweep();
   uint64_t t4 = bc_now_mono_ns();
   /* lazy sweepers may still hold a span they popped; the live count is
    * complete once they give it back, which is before they next park. It is
@@ -607,6 +613,8 @@ static void run_cycle(bool forced) {
 static void *collector_main(void *arg) {
   (void)arg;
   gc_heap_t *h = &gc__heap;
+  if (gc__thread_start_hook)
+    gc__thread_start_hook("gc");
   pthread_mutex_lock(&h->cycle_mu);
   for (;;) {
     while (!h->stopping && h->cycles_requested <= h->cycles_started) {
@@ -638,6 +646,8 @@ static void *collector_main(void *arg) {
     pthread_cond_broadcast(&h->done_cv);
   }
   pthread_mutex_unlock(&h->cycle_mu);
+  if (gc__thread_stop_hook)
+    gc__thread_stop_hook();
   return NULL;
 }
 
@@ -773,9 +783,14 @@ void gc_read_stats(gc_stats_t *st) {
   st->mcache_inuse = (uint64_t)h->nmutators * sizeof(gc_mutator_t);
   st->mcache_sys = (uint64_t)h->next_mutator_id * sizeof(gc_mutator_t);
   st->gc_sys = (st->heap_sys / GC_PAGE_SIZE) * sizeof(gc_span_t *);
+  /* the profile's buckets are malloc'd: BuckHashSys, not the libc heap */
+  st->buckhash_sys = gc__memprof_sys();
   st->other_sys = atomic_load(&h->other_sys);
+  st->other_sys = st->other_sys > st->buckhash_sys
+                      ? st->other_sys - st->buckhash_sys
+                      : 0;
   st->sys = st->heap_sys + st->mspan_sys + st->mcache_sys + st->gc_sys +
-            st->other_sys;
+            st->other_sys + st->buckhash_sys;
   st->next_gc = atomic_load(&h->next_gc);
   st->heap_live = atomic_load(&h->heap_live);
   st->heap_marked_objects = atomic_load(&h->live_objects);

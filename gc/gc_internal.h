@@ -254,10 +254,11 @@ extern gc_heap_t gc__heap;
 void gc__memprof_init(void);
 void gc__memprof_close(void);
 void gc__memprof_mutator_init(gc_mutator_t *m);
-/* the sample path: p of elemsize bytes in span s was just allocated; skip
- * leaves the allocator's own frames out of the stack */
+/* the sample path: p of elemsize bytes in span s was just allocated; ra is
+ * gc_alloc's return address: the stack starts at the frame it returns to,
+ * leaving the allocator's own frames out */
 void gc__memprof_sample(gc_mutator_t *m, gc_span_t *s, void *p,
-                        size_t elemsize, int skip);
+                        size_t elemsize, void *ra);
 void gc__memprof_sweep(gc_span_t *s); /* before s's mark bits are consumed */
 void gc__memprof_free_span_records(gc_span_t *s); /* gc_close */
 void gc__memprof_next_cycle(void);  /* mark termination (STW) */

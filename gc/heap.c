@@ -176,6 +176,8 @@ static void init_classes(gc_heap_t *h) {
 
 /* ---- address space ------------------------------------------------------- */
 
+#define SPAN_SLAB 64 /* span structs per calloc; slab[0] links the slabs */
+
 static _Atomic int fail_budget;
 
 void gc_fail_next_os_allocs(int n) { atomic_store(&fail_budget, n); }
@@ -222,6 +224,8 @@ void gc__heap_close(void) {
   munmap(h->spanmap, h->spanmap_bytes);
   for (gc_span_t *slab = h->slabs; slab;) {
     gc_span_t *next = slab->next;
+    for (int i = 1; i < SPAN_SLAB; i++)
+      gc__memprof_free_span_records(&slab[i]);
     free(slab);
     slab = next;
   }
@@ -250,8 +254,6 @@ static int grow_locked(gc_heap_t *h, size_t bytes) {
 }
 
 /* ---- span structs -------------------------------------------------------- */
-
-#define SPAN_SLAB 64
 
 static gc_span_t *span_struct_new_locked(gc_heap_t *h) {
   gc_span_t *s = h->span_freelist;
@@ -442,6 +444,8 @@ static gc_span_t *span_alloc(size_t npages, int state, int *err) {
     s->nelems = s->freeindex = s->alloccount = 0;
     s->state = (uint8_t)state;
     s->onlist = LIST_NONE;
+    BC_DASSERT(s->prof == NULL); /* the sweep removed every record */
+    s->prof = NULL;
     map_set(h, s, true);
     atomic_fetch_add(&h->heap_inuse, bytes);
   }
@@ -473,6 +477,8 @@ void gc__sweep_span(gc_span_t *s, bool *now_empty) {
   gc_heap_t *h = &gc__heap;
   uint32_t live = 0, freed = 0;
   int nwords = (s->nelems + 63) / 64;
+  if (BC_UNLIKELY(s->prof))
+    gc__memprof_sweep(s);
   for (int w = 0; w < nwords; w++) {
     uint64_t mark = atomic_load_explicit(&s->markbits[w], memory_order_relaxed);
     uint64_t dead = s->allocbits[w] & ~mark;
@@ -516,6 +522,8 @@ void gc__sweep_span(gc_span_t *s, bool *now_empty) {
 
 static bool sweep_large(gc_span_t *s) {
   gc_heap_t *h = &gc__heap;
+  if (BC_UNLIKELY(s->prof))
+    gc__memprof_sweep(s);
   uint64_t mark = atomic_load(&s->markbits[0]);
   if (mark & 1) {
     atomic_store(&s->markbits[0], 0);
@@ -711,7 +719,8 @@ static inline int find_free(gc_span_t *s) {
   return -1;
 }
 
-static BC_NOINLINE void *alloc_large(gc_mutator_t *m, size_t size, int *err) {
+static BC_NOINLINE void *alloc_large(gc_mutator_t *m, size_t size, int *err,
+                                      void *ra) {
   gc_heap_t *h = &gc__heap;
   size_t npages = (size + GC_PAGE_SIZE - 1) / GC_PAGE_SIZE;
   if (size > h->reserved) {
@@ -739,6 +748,8 @@ static BC_NOINLINE void *alloc_large(gc_mutator_t *m, size_t size, int *err) {
     atomic_store(&s->markbits[0], 1);
   UNPOISON(s->base, npages * GC_PAGE_SIZE); /* all of gc_usable_size */
   atomic_fetch_add(&h->heap_alloc, npages * GC_PAGE_SIZE);
+  if (BC_UNLIKELY((m->next_sample -= (int64_t)(npages * GC_PAGE_SIZE)) < 0))
+    gc__memprof_sample(m, s, (void *)s->base, npages * GC_PAGE_SIZE, ra);
   pthread_mutex_lock(&h->lock);
   list_push(&h->large, s, LIST_LARGE);
   pthread_mutex_unlock(&h->lock);
@@ -764,7 +775,7 @@ void *gc_alloc(gc_mutator_t *m, size_t size, int *err) {
   BC_DASSERT(atomic_load_explicit(&m->state, memory_order_relaxed) ==
              MUT_RUNNING);
   if (BC_UNLIKELY(size > GC_MAX_SMALL))
-    return alloc_large(m, size, err);
+    return alloc_large(m, size, err, __builtin_return_address(0));
   int cls = gc__size_class(size ? size : 1);
   gc_span_t *s = m->alloc[cls];
   int idx;
@@ -786,6 +797,9 @@ void *gc_alloc(gc_mutator_t *m, size_t size, int *err) {
   bump(&m->st.by_size[cls], 1);
   void *p = (void *)(s->base + (size_t)idx * s->elemsize);
   UNPOISON(p, s->elemsize);
+  /* allocation sampling: one subtract, a branch almost never taken */
+  if (BC_UNLIKELY((m->next_sample -= (int64_t)s->elemsize) < 0))
+    gc__memprof_sample(m, s, p, s->elemsize, __builtin_return_address(0));
   return p;
 }
 

@@ -12,6 +12,13 @@ PKGS=(build-essential cmake pkg-config
 # peers and tools used by the tests and benchmarks
 PKGS+=(nginx-light wrk procps prometheus jq memcached redis-server redis-tools dwarves)
 PKGS+=(python3-yaml)  # deploy/ manifest checks (tests/integration/test_deploy_manifests.sh)
+# the dashboard's browser test (tests/browser) and the OpenAPI lint
+# (tools/redocly): Debian's Chromium, and Node.js with npm unless the machine
+# has them (a NodeSource nodejs conflicts with npm)
+PKGS+=(chromium); command -v npm >/dev/null || PKGS+=(nodejs npm)
+# /debug/pprof: stacks, symbols, gzip; Go's own pprof tool for the tests
+# (tests/integration/test_pprof*.sh)
+PKGS+=(libunwind-dev libdw-dev zlib1g-dev golang-go)
 
 missing=()
 for p in "${PKGS[@]}"; do

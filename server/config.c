@@ -16,7 +16,8 @@
  * itself, so it never sits in a file or on a command line. */
 enum kind {
   K_ADDR, K_INT, K_SIZE, K_DURATION, K_TTL, K_PERCENT, K_BOOL, K_TOKEN_FILE,
-  K_LEVEL, K_FORMAT, K_FRACTION, K_REQID, K_CGROUP_ROOT};
+  K_LEVEL, K_FORMAT, K_FRACTION, K_REQID, K_CGROUP_ROOT,
+  K_SIZE0 /* a size, 0 allowed */};
 
 typedef struct flag {
   const char *name; /* without the leading dashes */
@@ -52,6 +53,9 @@ static const flag_t flags[] = {
      "an idle connection is closed after this long"},
     {"max-connections", K_SIZE, OFF(max_connections), "16384",
      "open connections on the data listener, all workers together"},
+    {"max-connections-per-ip", K_SIZE0, OFF(max_connections_per_ip), "0",
+     "open data connections one client address may hold, all workers "
+     "together (0 = no limit; each worker takes its share, rounded up)"},
     {"max-header-size", K_SIZE, OFF(conn_memory), "32KiB",
      "per-connection buffer for the request line and headers"},
     {"default-ttl", K_TTL, OFF(default_ttl_ns), "0",
@@ -73,6 +77,9 @@ static const flag_t flags[] = {
     {"max-dashboard-streams", K_INT, OFF(max_dashboard_streams), "8",
      "concurrent /debug/dashboard/events streams on the admin listener "
      "(1 to 256)"},
+    {"mem-profile-rate", K_SIZE0, OFF(mem_profile_rate), "512KiB",
+     "mean bytes between allocation samples for /debug/pprof/heap (Go's "
+     "MemProfileRate; 0 = off, 1 = every allocation)"},
     /* K_CGROUP_ROOT: kept by server/cgroup.c, not in srv_config_t */
     {"cgroup-root", K_CGROUP_ROOT, 0, "/",
      "directory standing for / when the default memory limit reads "
@@ -189,7 +196,8 @@ static int apply(srv_config_t *cfg, const flag_t *f, const char *v) {
     *(int *)(void *)field = (int)u;
     return 0;
   case K_SIZE:
-    if (bc_parse_size(v, strlen(v), &u) || u == 0)
+  case K_SIZE0:
+    if (bc_parse_size(v, strlen(v), &u) || (u == 0 && f->kind == K_SIZE))
       return BC_EINVAL;
     *(uint64_t *)(void *)field = u;
     return 0;

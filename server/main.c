@@ -85,6 +85,7 @@ int main(int argc, char **argv) {
             bc_strerror(rc));
     return 1;
   }
+  gc_set_mem_profile_rate((int64_t)cfg.mem_profile_rate);
   cache_t *cache = cache_new(NULL);
   if (!cache || api_init(cache) != 0 || gc_start() != 0) {
     fprintf(stderr, "bufcache: out of memory at start-up\n");

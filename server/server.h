@@ -30,6 +30,7 @@ typedef struct srv_config {
   uint64_t request_timeout_ns, max_request_timeout_ns, drain_timeout_ns,
       idle_timeout_ns;
   uint64_t max_connections;
+  uint64_t max_connections_per_ip; /* data listener, all workers; 0 = none */
   uint64_t conn_memory; /* per-connection MHD pool: header size limit */
   uint64_t default_ttl_ns; /* --default-ttl: a PUT without ?ttl=; 0 = none */
   bool gctrace;
@@ -43,6 +44,7 @@ typedef struct srv_config {
   double access_log_sample;        /* fraction of requests logged, (0, 1] */
   bool request_id_always;          /* --request-id-header always|incoming */
   int max_dashboard_streams;       /* /debug/dashboard/events at once */
+  uint64_t mem_profile_rate;       /* bytes per allocation sample; 0 = off */
 } srv_config_t;
 
 /* Parses flags and BUFCACHE_* variables (a flag wins over its variable).
@@ -211,6 +213,45 @@ void srv_worker_wake(srv_worker_t *w);
 int srv_worker_ticker_start(srv_worker_t *w, uint64_t period_ms,
                             void (*fn)(void *arg), void *arg);
 void srv_worker_ticker_stop(srv_worker_t *w);
+
+/* Timers for handlers that answer later (the CPU profile): any number per
+ * worker, on w's thread only. fn(arg) runs on w's loop after timeout_ms, then
+ * every repeat_ms (0: once); MHD runs after each call, so a connection fn
+ * resumed is served (srv_worker_wake). srv_timer_free stops the timer (from
+ * fn too); its memory goes when libuv has closed it. Free a worker's timers
+ * by its handler's stopping hook at the latest. NULL when the worker is
+ * stopping or memory is out. */
+typedef struct srv_timer srv_timer_t;
+srv_timer_t *srv_timer_start(srv_worker_t *w, uint64_t timeout_ms,
+                             uint64_t repeat_ms, void (*fn)(void *arg),
+                             void *arg);
+void srv_timer_free(srv_timer_t *t);
+
+/* Hooks run on every worker's own thread (data and admin): start once its
+ * gc mutator exists and before it serves, stop before it exits (a profiler
+ * registers the thread). Set before srv_run. */
+void srv_set_thread_hooks(void (*start)(srv_worker_t *w),
+                          void (*stop)(srv_worker_t *w));
+
+/* The requests in flight, for /debug/pprof/requests: a copy of each
+ * worker's in-flight list, taken under that worker's list lock (the owner
+ * takes it only to link and unlink a context). Fields the handler updates
+ * while the request runs (bytes, status, route) are read without the
+ * owner's cooperation: a snapshot, exact to within one update. */
+typedef struct srv_request_info {
+  int worker;
+  bool admin;
+  uint8_t method_id, route_id; /* the handler's ids (api: M_*, R_*) */
+  uint16_t status;             /* queued status, 0 = none yet */
+  uint64_t start_ns, deadline_ns; /* CLOCK_MONOTONIC; deadline 0 = none */
+  uint64_t bytes_in, bytes_out;
+  char method[12];
+  char path[SRV_LOG_PATH_MAX + 1]; /* raw, as the access log has it */
+  char request_id[SRV_REQUEST_ID_MAX + 1];
+} srv_request_info_t;
+/* Fills out[0..max) and returns how many requests there were (may be more
+ * than max). Any thread. */
+size_t srv_requests_snapshot(srv_request_info_t *out, size_t max);
 
 /* Process-wide state the handlers read. */
 bool srv_draining(void);

@@ -36,6 +36,7 @@
  * Usage: sim [-k keys] [-r requests] [-s seed] [-l scan_len] [-f scan_frac]
  * Everything is deterministic for a given seed.
  */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>

@@ -20,12 +20,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   long w = api_parse_etags(v, size, true, weak, CAP);
   FUZZ_CHECK(s >= API_ETAGS_TOO_MANY && s <= CAP);
   FUZZ_CHECK(w >= API_ETAGS_TOO_MANY && w <= CAP);
-  FUZZ_CHECK((s == API_ETAGS_BAD) == (w == API_ETAGS_BAD));
+  /* syntax does not depend on weak_ok - unless "too many" came first, which
+   * the list with more tags kept reaches sooner */
+  if (s != API_ETAGS_TOO_MANY && w != API_ETAGS_TOO_MANY)
+    FUZZ_CHECK((s == API_ETAGS_BAD) == (w == API_ETAGS_BAD));
   FUZZ_CHECK((s == API_ETAGS_ANY) == (w == API_ETAGS_ANY));
   if (s >= 0 && w >= 0)
     FUZZ_CHECK(s <= w);
-  if (w == API_ETAGS_TOO_MANY)
-    FUZZ_CHECK(s == API_ETAGS_TOO_MANY || s >= 0);
   if (w > 0) { /* round trip */
     char list[CAP * 21];
     size_t n = 0;
