@@ -140,8 +140,6 @@ static BC_NOINLINE void warm_up(void) {
   if (unw_init_local(&cur, &uc) == 0)
     for (int i = 0; i < 64 && unw_step(&cur) > 0; i++)
       ;
-  void *buf[8];
-  unw_backtrace(buf, 8); /* gc's allocation sampler uses this one */
 }
 
 static int arm_locked(pthr_t *t) {
@@ -172,9 +170,15 @@ static void disarm_locked(pthr_t *t) {
   }
 }
 
+/* Once per process: libunwind's per-thread cache takes no lock (the global
+ * one locks with signals masked: two sigprocmask calls per lookup). */
+static void unwinder_init(void) {
+  unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
+}
+
 void api__cpuprof_thread_start(const char *name, int id) {
   static pthread_once_t once = PTHREAD_ONCE_INIT;
-  pthread_once(&once, warm_up); /* the first caller sets libunwind up */
+  pthread_once(&once, unwinder_init);
   warm_up();
   uint64_t *ring = malloc(RING_WORDS * sizeof(uint64_t));
   if (!ring)

@@ -58,7 +58,8 @@ SRC_DIGEST="$(src_digest)"
 BIN="$WORK/allocbench"
 cp "$BDIR/bench/allocbench" "$BIN"
 
-lib_path() { ldconfig -p | awk -v n="$1" '$1 == n { print $NF; exit }'; }
+# (awk reads all of ldconfig's output: an early exit would SIGPIPE it)
+lib_path() { ldconfig -p | awk -v n="$1" '!f && $1 == n { p = $NF; f = 1 } END { print p }'; }
 JEMALLOC="$(lib_path libjemalloc.so.2)"
 MIMALLOC="$(lib_path libmimalloc.so.2)"
 [[ -n "$JEMALLOC" ]] || log "warning: libjemalloc.so.2 not found (apt-get install libjemalloc2); skipping jemalloc"
@@ -86,9 +87,32 @@ one() {
   log "$v t$t r$r: $(grep -E '^(allocator|cpu_ns_per_obj|wall_ns_per_obj|gc_cycles|peak_rss_mib|others_busy)=' "$out" | tr '\n' ' ')"
 }
 
+# wait_quiet: the machine is shared; wait (up to QUIET_MAX s, default 300)
+# until other processes use less than QUIET_BUSY (0.35) of it over 3 s.
+QUIET_MAX="${QUIET_MAX:-300}"
+QUIET_BUSY="${QUIET_BUSY:-0.35}"
+wait_quiet() {
+  local t0=$SECONDS a b busy
+  while :; do
+    a="$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat)"
+    sleep 3
+    b="$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat)"
+    busy="$(echo "$a $b" | awk '{ printf "%.2f", ($3 - $1) / ($4 - $2) }')"
+    if awk -v b="$busy" -v q="$QUIET_BUSY" 'BEGIN { exit !(b < q) }'; then
+      log "machine busy $busy before $1 (waited $((SECONDS - t0)) s)"
+      return 0
+    fi
+    if ((SECONDS - t0 >= QUIET_MAX)); then
+      log "machine still busy ($busy) after ${QUIET_MAX}s; running $1 anyway"
+      return 0
+    fi
+  done
+}
+
 log "allocbench: ring $RING, $OBJECTS measured objects per thread after $WARMUP, threads $THREADS, reps $REPS"
 for r in $(seq 1 "$REPS"); do
   for t in $THREADS; do
+    wait_quiet "rep $r, $t thread(s)"
     for v in gc glibc jemalloc mimalloc; do
       one "$v" "$t" "$r"
     done

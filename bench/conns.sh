@@ -71,21 +71,18 @@ ROWS=""
 run10k() {
   local label="$1" port="$2" pid="$3" url="$4" fd0
   fd0="$(fd_count "$pid")"
-  wait_quiet
-  log "$label: warm-up ${WARMUP}s at $NCONNS connections"
-  wrk_pinned "$NCONNS" "$WARMUP" "$WORK/$label.warmup.txt" "$url"
-  sleep 1
-  # the sampler starts with the measured run (no quiet wait in between)
-  sample_conns "$port" "$pid" $((DURATION / 2)) "$WORK/$label.sample"
-  SKIP_QUIET=1 measure "$label" "$NCONNS" "$DURATION" 0 "$pid" "$url"
+  # each try: warm-up at $NCONNS connections, then the sampler starts with
+  # the measured run
+  MEASURE_HOOK="sample_conns $port $pid $((DURATION / 2)) $WORK/$label.sample" \
+    measure "$label" "$NCONNS" "$DURATION" "$WARMUP" "$pid" "$url"
   wait "$SAMPLER_PID" 2>/dev/null || true
   local est fds
   read -r est fds <"$WORK/$label.sample" || { est="?"; fds="?"; }
   local socks="?"
   [[ "$fds" == "?" ]] || socks=$((fds - fd0))
   log "$label: mid-run $est established on :$port (server side), server holds $socks more fds than idle"
-  ROWS+="$(printf '| %s | %s | %s | %s | %s | %s | %s%% | %s%% | %s | %s | %s |' "$label" "$W_RPS" "$W_P50" "$W_P99" \
-    "$M_CPU_US" "$W_ERRS, non-2xx $W_NON2XX" "$M_SRV_CORE" "$M_OTHERS" "$est" "$socks" "$M_ACCEPTS")"$'\n'
+  ROWS+="$(printf '| %s | %s | %s | %s | %s | %s | %s%% | %s%% / %s%% | %s | %s | %s | %s |' "$label" "$W_RPS" "$W_P50" "$W_P99" \
+    "$M_CPU_US" "$W_ERRS, non-2xx $W_NON2XX" "$M_SRV_CORE" "$M_OTHERS" "$M_OTHERS_CLI" "$est" "$socks" "$M_ACCEPTS" "$M_TRIES")"$'\n'
   eval "P99_${label//-/_}=$W_P99"
   eval "EST_${label//-/_}=$est"
 }
@@ -117,8 +114,8 @@ RESULT="$WORK/conns.md"
   echo
   echo "## GET of 4 KiB at $NCONNS keep-alive connections, wrk -t1 -c$NCONNS -d${DURATION}s (warm-up ${WARMUP}s)"
   echo
-  echo "| load | req/s | p50 us | p99 us | server CPU us/req | socket errors | server core | others on core $SERVER_CPU | established (mid-run, ss) | server sockets (mid-run, fds) | TCP accepts |"
-  echo "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"
+  echo "| load | req/s | p50 us | p99 us | server CPU us/req | socket errors | server core | others on core $SERVER_CPU / $CLIENT_CPU | established (mid-run, ss) | server sockets (mid-run, fds) | TCP accepts | tries |"
+  echo "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"
   printf '%s' "$ROWS"
   echo
   echo "- server: \`$BC_CMDLINE\`; 'max-connections lowered' notice: ${NOTICE:-none}"

@@ -5,8 +5,8 @@
 # --workers 1 pinned to SERVER_CPU (1), wrk -t1 -c64 to CLIENT_CPU (0); the
 # server's CPU time per request (utime+stime from /proc/PID/stat around the
 # measured run) is the figure, throughput is printed too. Variants are
-# interleaved ROUNDS times (default 2) so drift on a shared machine hits
-# both alike. Loopback only; every process stopped by PID.
+# interleaved ROUNDS times (default 2), in alternating order, so drift on a
+# shared machine hits both alike. Loopback only; every process stopped by PID.
 #   bench/pprof_cost.sh [BUILD_DIR]      (default: build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,7 +49,9 @@ run() {
 
 for r in $(seq 1 "$ROUNDS"); do
   echo "# round $r"
-  for rate in 512KiB 0; do
+  order="512KiB 0"
+  ((r % 2 == 0)) && order="0 512KiB" # alternate the order: drift hits both
+  for rate in $order; do
     start --mem-profile-rate "$rate"
     run "GET rate=$rate" "$DATA/v1/buffers/bench-get"
     run "PUT rate=$rate" "$DATA/v1/buffers/bench-put" -s bench/put.lua

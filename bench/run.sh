@@ -92,8 +92,8 @@ HDR_NGX=$(($(wc -c <"$WORK/headers-nginx.txt")))
 # ---- the three loads ----------------------------------------------------------------
 ROWS=""
 row() { # LABEL
-  ROWS+="$(printf '| %s | %s | %s | %s | %s | %s%% | %s%% | %s%% | %s | %s | %s |' "$1" "$W_RPS" \
-    "$W_P50" "$W_P99" "$M_CPU_US" "$M_SRV_CORE" "$M_OTHERS" "$M_CLI_CORE" "$W_REQS" "$W_ERRS, non-2xx $W_NON2XX" "$M_ACCEPTS")"$'\n'
+  ROWS+="$(printf '| %s | %s | %s | %s | %s | %s%% | %s%% | %s%% / %s%% | %s | %s | %s | %s |' "$1" "$W_RPS" \
+    "$W_P50" "$W_P99" "$M_CPU_US" "$M_SRV_CORE" "$M_CLI_CORE" "$M_OTHERS" "$M_OTHERS_CLI" "$W_REQS" "$W_ERRS, non-2xx $W_NON2XX" "$M_ACCEPTS" "$M_TRIES")"$'\n'
 }
 
 NGX_PIDS="$NGX_PID"
@@ -151,8 +151,8 @@ ok_le() { awk -v x="$1" -v t="$2" 'BEGIN { print (x <= t) ? "met" : "MISSED" }';
   echo
   echo "## GET and PUT of 4 KiB, wrk -t1 -c$CONNS -d${DURATION}s --latency (warm-up ${WARMUP}s), keep-alive"
   echo
-  echo "| load | req/s | p50 us | p99 us | server CPU us/req | server core | others on core $SERVER_CPU | wrk core | requests | socket errors | TCP accepts |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"
+  echo "| load | req/s | p50 us | p99 us | server CPU us/req | server core | wrk core | others on core $SERVER_CPU / $CLIENT_CPU | requests | socket errors | TCP accepts | tries |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"
   printf '%s' "$ROWS"
   echo
   echo "- GET throughput bufcache / nginx: **$RPS_RATIO** (target >= 0.9: $(ok_ge "$RPS_RATIO" 0.9))"
@@ -162,8 +162,9 @@ ok_le() { awk -v x="$1" -v t="$2" 'BEGIN { print (x <= t) ? "met" : "MISSED" }';
   echo "- bufcache: \`$MAIN_CMDLINE\`; nginx: 1 worker, access_log off, keepalive_requests 1e9, Debian's sendfile on and tcp_nopush on${NGINX_HTTP_EXTRA:+, plus $NGINX_HTTP_EXTRA}"
   echo "- response header bytes: bufcache $HDR_BC, nginx $HDR_NGX (body $VALUE_SIZE each)"
   echo "- server core / wrk core: share of one core used during the measured run; others on"
-  echo "  core $SERVER_CPU: its busy time (/proc/stat) not charged to the server (other processes,"
-  echo "  ksoftirqd) - a high figure means the run was disturbed;"
+  echo "  core $SERVER_CPU / $CLIENT_CPU: busy time of the server's / wrk's core (/proc/stat) not charged"
+  echo "  to the server / wrk (other processes, ksoftirqd): above ${OTHERS_MAX:-5}% the run was disturbed"
+  echo "  and was repeated (tries), keeping the least disturbed one;"
   echo "  TCP accepts: system-wide PassiveOpens during the run (keep-alive: about $CONNS)"
 } >"$RESULTS"
 

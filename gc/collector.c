@@ -445,7 +445,12 @@ static void sample_other_sys(void) {
   atomic_store(&h->other_sys, (uint64_t)mi.uordblks + mi.hblkhd);
 #endif
   /* base_sys: RSS (statm's second field, in pages) less the heap's pages
-   * (handed out, not released), meta_sys and other_sys */
+   * (handed out, not released), meta_sys and other_sys. Not under a
+   * sanitizer: its shadow memory and quarantine would be most of RSS and
+   * leave the heap no room. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  return;
+#endif
   FILE *f = fopen("/proc/self/statm", "r");
   unsigned long long size, resident;
   if (!f)

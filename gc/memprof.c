@@ -172,6 +172,39 @@ static gc_pbucket_t *bucket_locked(const uintptr_t *stk, int n,
   return b;
 }
 
+#if defined(__SANITIZE_THREAD__)
+#define MEMPROF_STEP_UNWIND 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define MEMPROF_STEP_UNWIND 1
+#endif
+#endif
+
+/* The caller's stack into buf. unw_backtrace's fast path (a per-thread
+ * trace cache: ~0.15 us for 20 frames, against ~10 us for unw_step) in
+ * normal builds. Under ThreadSanitizer the cache's thread-exit destructor
+ * locks a mutex after TSan has let go of the thread (a crash in
+ * __nptl_deallocate_tsd), so that build steps frame by frame. */
+static int capture(void **buf, int max) {
+#ifdef MEMPROF_STEP_UNWIND
+  unw_context_t uc;
+  unw_cursor_t cur;
+  int n = 0;
+  unw_getcontext(&uc);
+  if (unw_init_local(&cur, &uc) == 0) {
+    do {
+      unw_word_t ip;
+      if (unw_get_reg(&cur, UNW_REG_IP, &ip) < 0 || !ip)
+        break;
+      buf[n++] = (void *)(uintptr_t)ip;
+    } while (n < max && unw_step(&cur) > 0);
+  }
+  return n;
+#else
+  return unw_backtrace(buf, max);
+#endif
+}
+
 BC_NOINLINE void gc__memprof_sample(gc_mutator_t *m, gc_span_t *s, void *p,
                                     size_t elemsize, void *ra) {
   m->next_sample = next_sample(m);
@@ -180,7 +213,7 @@ BC_NOINLINE void gc__memprof_sample(gc_mutator_t *m, gc_span_t *s, void *p,
   sigemptyset(&prof);
   sigaddset(&prof, SIGPROF);
   pthread_sigmask(SIG_BLOCK, &prof, &old);
-  int n = unw_backtrace(buf, (int)BC_ARRAY_LEN(buf));
+  int n = capture(buf, (int)BC_ARRAY_LEN(buf));
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   /* drop the allocator's frames: everything before gc_alloc's caller */
   int skip = 0;

@@ -5,8 +5,8 @@
 #   cppcheck:   warning, performance and portability checks; deliberate
 #               exceptions in .cppcheck-suppressions, each with its reason
 # Both read the compile commands of a configure-only build in build-lint
-# (the sources are analysed as the build compiles them, the fault-injection
-# variant of api/ included). Run by scripts/test.sh.
+# (the sources are analysed as the build compiles them; api/fault.c as the
+# bufcache-fault variant compiles it). Run by scripts/test.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LINT="${BUFCACHE_LINT_BUILD:-build-lint}"
@@ -23,9 +23,15 @@ import json, os, sys
 d, root = sys.argv[1], os.getcwd()
 db = json.load(open(os.path.join(d, "compile_commands.json")))
 mods = ("base", "gc", "cache", "server", "api")
-keep = [e for e in db
-        if os.path.relpath(e["file"], root).split(os.sep)[0] in mods
-        and not os.path.basename(e["file"]).startswith("fuzz_")]
+keep, seen = [], set()
+# api/ is compiled twice (bufcache-fault's copy has the fault route): one
+# entry per file, the plain one first; fault.c only exists in the other
+for e in sorted(db, key=lambda e: "BUFCACHE_FAULT_INJECTION" in e.get("command", "")):
+    rel = os.path.relpath(e["file"], root)
+    if (rel.split(os.sep)[0] in mods and rel not in seen
+            and not os.path.basename(rel).startswith("fuzz_")):
+        seen.add(rel)
+        keep.append(e)
 os.makedirs(os.path.join(d, "lint"), exist_ok=True)
 with open(os.path.join(d, "lint", "compile_commands.json"), "w") as f:
     json.dump(keep, f, indent=1)

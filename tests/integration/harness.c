@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -165,6 +166,10 @@ int server_start(server_t *s, const char *bin, const char *const *extra) {
     return -1;
   }
   if (pid == 0) {
+    /* if the test dies (a sanitizer abort in a client thread), the server
+     * gets SIGTERM instead of living on with the test's stdout open, which
+     * would hold ctest until its timeout */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
     dup2(wfd, STDOUT_FILENO); /* dup2 clears FD_CLOEXEC on fd 1 */
     execv(bin, (char *const *)argv);
     fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));

@@ -141,12 +141,15 @@ import socket, sys, time
 host, port = sys.argv[1].split("//")[1].split(":")
 s = socket.create_connection((host, int(port)), timeout=10)
 s.sendall(b"PUT /v1/buffers/stall/k1 HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\npartial")
-time.sleep(2.5)
+time.sleep(8)
 s.close()
 PY
 STALL=$!
-sleep 1
-acurl "$ADMIN/debug/pprof/requests?debug=1" >"$TMP/req.txt"
+for _ in $(seq 1 50); do  # until the server has read the partial body
+  acurl "$ADMIN/debug/pprof/requests?debug=1" >"$TMP/req.txt"
+  grep -q "bytes_in 7 " "$TMP/req.txt" && break
+  sleep 0.1
+done
 grep -q "^request .*\[age [0-9.]*s, deadline in [0-9.]*s\]: PUT /v1/buffers/stall/k1$" "$TMP/req.txt" \
   && ok "requests?debug=1 lists the stalled PUT" || fail "requests text: $(cat "$TMP/req.txt")"
 grep -q "bytes_in 7 " "$TMP/req.txt" && ok "the stalled PUT has 7 bytes in" || fail "bytes_in: $(cat "$TMP/req.txt")"
@@ -156,7 +159,7 @@ grep -q "namespace:\[stall\].*path:\[/v1/buffers/stall/k1\].*route:\[/v1/buffers
   && ok "requests profile: the stalled PUT with its labels" || fail "requests raw: $(cat "$TMP/req.raw" "$TMP/pprof.err")"
 grep -q "age:\[[0-9]* nanoseconds\]" "$TMP/req.raw" && ok "requests profile: age in nanoseconds" || fail "age label"
 pprof -top "$TMP/req.pb.gz" | grep -q "PUT /v1/buffers/{key}" && ok "requests -top shows the route" || fail "requests -top"
-wait "$STALL"
+kill "$STALL" 2>/dev/null; wait "$STALL" 2>/dev/null
 
 stop_server
 finish

@@ -32,6 +32,9 @@
  * by more than 2%: the mean over the fourth quarter against the mean over
  * the third; the server exits 0 on SIGTERM (LeakSanitizer in the ASan run).
  *
+ * In sanitizer builds the memory checks are left out (shadow memory and the
+ * quarantine are resident but outside the limit); the rest holds there too.
+ *
  * Longer: BUFCACHE_SOAK_SECONDS=3600 build/tests/test_soak build/bufcache
  * (docs/operations.md, "Soak").
  */
@@ -157,7 +160,7 @@ static bool valid_for(const unsigned char *body, size_t len, const char *key,
     *seq = get32(body + 12);
   }
   gen(scratch, len, key, *w, *seq);
-  return memcmp(scratch, body, len) == 0;
+  return len == 0 || memcmp(scratch, body, len) == 0; /* body NULL if 0 */
 }
 
 /* Log-uniform over 0..MAX_VALUE, octave by octave: an octave [2^(b-1), 2^b)
@@ -191,6 +194,8 @@ typedef struct reply {
 static size_t on_body(char *p, size_t sz, size_t n, void *ud) {
   buf_t *b = ud;
   size_t len = sz * n;
+  if (!len)
+    return 0;
   if (b->len + len > b->cap) {
     size_t ncap = b->cap ? b->cap : 65536;
     while (ncap < b->len + len)
@@ -640,8 +645,9 @@ static double mean_in(const sample_t *s, int n, uint32_t from, uint32_t to,
  * 90..230 MiB at a one-second period), which says nothing about a leak;
  * what grows besides the entries - garbage never reclaimed, fragmentation,
  * leaked uploads - is what is measured, against the whole HeapInuse. */
-static void growth_check(const char *what, const sample_t *s,
-                         const sample_t *held, int n, uint32_t dur_ms) {
+__attribute__((unused)) static void
+growth_check(const char *what, const sample_t *s, const sample_t *held, int n,
+             uint32_t dur_ms) {
   int k1, k2, k3, k4;
   double a = mean_in(s, n, dur_ms / 2, dur_ms / 4 * 3, &k1);
   double b = mean_in(s, n, dur_ms / 4 * 3, dur_ms + 1, &k2);
@@ -782,15 +788,23 @@ int main(int argc, char **argv) {
   snprintf(name, sizeof(name),
            "VmRSS never above 1.05 x the limit (max %.1f MiB, limit %d MiB)",
            (double)atomic_load(&rss_max) / 1048576, LIMIT_MIB);
-  CHECK(name, atomic_load(&rss_max) <= limit + limit / 20);
   if (getenv("BUFCACHE_SOAK_SAMPLES")) /* the series, for a closer look */
     for (int i = 0; i < atomic_load(&n_heap); i++)
       printf("# heap %u ms %.1f MiB, entries %.1f MiB\n", heap_samples[i].t_ms,
              (double)heap_samples[i].v / 1048576,
              (double)held_samples[i].v / 1048576);
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  /* a sanitizer's shadow memory and its quarantine of freed blocks are
+   * resident too, outside the limit's accounting: memory is judged in the
+   * plain build; here the run checks integrity, statuses and (LSan) leaks */
+  printf("# sanitizer build: %s: not checked\n", name);
+  (void)limit;
+#else
+  CHECK(name, atomic_load(&rss_max) <= limit + limit / 20);
   growth_check("VmRSS", rss_samples, NULL, atomic_load(&n_rss), dur_ms);
   growth_check("HeapInuse", heap_samples, held_samples, atomic_load(&n_heap),
                dur_ms);
+#endif
   resp_free(&r);
   http_cleanup(&h);
   for (int i = 0; i < NTHREADS; i++) {

@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -60,14 +61,13 @@ kill -TERM $pid
 wait $pid
 echo "exit=$?"
 '''
-    out = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".ns-%d.out" % os.getpid())
+    out = os.path.join(tempfile.mkdtemp(prefix="bufcache-ns."), "out")
     env = dict(os.environ, BIN=bctest.BIN, OUT=out)
     try:
         r = subprocess.run(["unshare", "-n", "bash", "-c", script], capture_output=True,
                            text=True, env=env, timeout=60)
     finally:
-        if os.path.exists(out):
-            os.unlink(out)
+        shutil.rmtree(os.path.dirname(out), ignore_errors=True)
     if r.returncode != 0 and "exit=" not in r.stdout:
         ok("default binding in a namespace: skipped (unshare -n: %s)" % r.stderr.strip()[:80])
         return
