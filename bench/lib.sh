@@ -144,12 +144,15 @@ build_malloc_count() {
 
 # ---- processes ------------------------------------------------------------------
 
-# free_port: a loopback TCP port nobody listens on now.
+# free_port: a TCP port below the ephemeral range (so no client socket of
+# wrk can hold it) that no socket of any state uses now.
 free_port() {
-  local p i
+  local lo p i
+  lo="$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)"
+  [[ "$lo" -gt 12000 ]] || lo=61000
   for i in $(seq 1 200); do
-    p=$((20000 + RANDOM % 30000))
-    if [[ -z "$(ss -Htln "sport = :$p" 2>/dev/null)" ]]; then
+    p=$((10000 + RANDOM % (lo - 10000)))
+    if [[ -z "$(ss -Htan "sport = :$p" 2>/dev/null)" ]]; then
       echo "$p"
       return 0
     fi
@@ -210,7 +213,8 @@ start_nginx() {
   local d="$WORK/$name"
   mkdir -p "$d/www" "$d/tmp"
   chmod 755 "$d" "$d/www"
-  local port
+  local port attempt
+  for attempt in 1 2 3; do
   port="$(free_port)"
   local extra="${NGINX_HTTP_EXTRA:-}"
   local sf_line="sendfile on;    # as in Debian's /etc/nginx/nginx.conf"
@@ -255,11 +259,20 @@ EOF
   NGX_PID=$!
   BENCH_PIDS+=("$NGX_PID")
   NGX_URL="http://127.0.0.1:$port"
-  local i
+  local i up=0
   for i in $(seq 1 100); do
-    timeout 2 curl -s -o /dev/null "$NGX_URL/" 2>/dev/null && break
-    kill -0 "$NGX_PID" 2>/dev/null || { cat "$d/stderr" "$d/error.log" >&2 2>/dev/null; die "nginx exited early"; }
+    if timeout 2 curl -s -o /dev/null "$NGX_URL/" 2>/dev/null; then up=1; break; fi
+    kill -0 "$NGX_PID" 2>/dev/null || break
     sleep 0.05
+  done
+  [[ "$up" == 1 ]] && break
+  stop_pid "$NGX_PID"
+  if grep -q 'Address already in use' "$d/stderr" 2>/dev/null && [[ "$attempt" -lt 3 ]]; then
+    log "nginx: port $port taken meanwhile, trying another"
+    continue
+  fi
+  cat "$d/stderr" "$d/error.log" >&2 2>/dev/null
+  die "nginx did not start"
   done
   log "nginx master pid $NGX_PID (workers: $(pgrep -P "$NGX_PID" | tr '\n' ' ')) on $NGX_URL, core $SERVER_CPU"
 }
