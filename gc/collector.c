@@ -254,13 +254,18 @@ static void stw_start(void) {
   }
 }
 
-static void stw_end(void) {
+/* Restarts the world; returns the time the pause ended, read before any
+ * mutator is released (a woken worker may preempt the collector on a shared
+ * core, which must not count as pause). */
+static uint64_t stw_end(void) {
   gc_heap_t *h = &gc__heap;
+  uint64_t t = bc_now_mono_ns();
   pthread_mutex_lock(&h->stw_mu);
   atomic_store_explicit(&gc__stw_request, 0, memory_order_seq_cst);
   pthread_cond_broadcast(&h->stw_cv);
   pthread_mutex_unlock(&h->stw_mu);
   pthread_mutex_unlock(&h->mutators_lock);
+  return t;
 }
 
 /* ---- roots, hooks, barrier -------------------------------------------------- */
@@ -536,8 +541,7 @@ static void run_cycle(bool forced) {
   for (int i = 0; i < h->nroots; i++)
     if (h->roots[i].kind == GC_ROOTS_STW)
       h->roots[i].fn(h->roots[i].arg);
-  stw_end();
-  uint64_t t1 = bc_now_mono_ns();
+  uint64_t t1 = stw_end();
 
   /* 2. concurrent mark */
   for (int i = 0; i < h->nroots; i++)
@@ -555,8 +559,7 @@ static void run_cycle(bool forced) {
   gc__sweep_prepare();
   gc__memprof_next_cycle();
   atomic_store(&h->phase, PHASE_SWEEP);
-  stw_end();
-  uint64_t t3 = bc_now_mono_ns();
+  uint64_t t3 = stw_end();
 
   pools_drop();
 
@@ -664,7 +667,11 @@ void gc__trigger(void) {
       atomic_load(&h->heap_inuse) < atomic_load(&h->memory_limit) / 100 * 95)
     return;
   pthread_mutex_lock(&h->cycle_mu);
-  if (h->cycles_requested <= h->cycles_started) {
+  /* not while a cycle is still running: its sweep has not yet lowered
+   * heap_alloc nor set the new goal, so the trigger would start a second,
+   * useless cycle right after it */
+  if (h->cycles_requested <= h->cycles_started &&
+      h->cycles_done == h->cycles_started) {
     h->cycles_requested = h->cycles_started + 1;
     atomic_store(&h->cycle_pending, 1);
     pthread_cond_signal(&h->cycle_cv);
