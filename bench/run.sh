@@ -99,9 +99,12 @@ row() { # LABEL
 NGX_PIDS="$NGX_PID"
 measure bufcache-get "$CONNS" "$DURATION" "$WARMUP" "$BC_PID" "$GET_URL"
 BC_GET_RPS="$W_RPS" BC_GET_CPU="$M_CPU_US" BC_GET_P99="$W_P99"
+DISTURBED=$((M_OTHERS > M_OTHERS_CLI ? M_OTHERS : M_OTHERS_CLI))
 row "bufcache GET"
 measure nginx-get "$CONNS" "$DURATION" "$WARMUP" "$NGX_PIDS" "$NGX_GET_URL"
 NGX_GET_RPS="$W_RPS" NGX_GET_CPU="$M_CPU_US" NGX_GET_P99="$W_P99"
+d=$((M_OTHERS > M_OTHERS_CLI ? M_OTHERS : M_OTHERS_CLI))
+[[ "$d" -le "$DISTURBED" ]] || DISTURBED="$d"
 row "nginx GET (static file)"
 measure bufcache-put "$CONNS" "$DURATION" "$WARMUP" "$BC_PID" "$PUT_URL" -s "$BENCH_DIR/put.lua"
 row "bufcache PUT"
@@ -155,6 +158,10 @@ ok_le() { awk -v x="$1" -v t="$2" 'BEGIN { print (x <= t) ? "met" : "MISSED" }';
   echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"
   printf '%s' "$ROWS"
   echo
+  if [[ "$DISTURBED" -gt "${OTHERS_MAX:-5}" ]]; then
+    echo "- **the GET runs were disturbed** (up to $DISTURBED% of a core went to other processes):"
+    echo "  the ratios below are not a valid comparison; run again on a quiet machine"
+  fi
   echo "- GET throughput bufcache / nginx: **$RPS_RATIO** (target >= 0.9: $(ok_ge "$RPS_RATIO" 0.9))"
   echo "- server CPU per GET bufcache / nginx: **$CPU_RATIO** (target <= 1.1: $(ok_le "$CPU_RATIO" 1.1))"
   echo "- GET p99 bufcache / nginx: $P99_RATIO"
