@@ -517,7 +517,18 @@ static void gctrace(uint64_t n, uint64_t start, uint64_t p1, uint64_t mark,
           forced ? " (forced)" : "");
 }
 
-static void run_cycle(bool forced) {
+/* Should this cycle's sweep free every emptied span? Yes when someone waits
+ * for the cycle (gc_collect, /debug/freeosmemory, an allocation over the
+ * limit): they want memory back now. Yes when in-use pages come near the
+ * soft limit. Otherwise emptied spans stay with their class for a cycle
+ * (heap.c, "Emptied spans"). */
+static bool sweep_should_release(bool requested) {
+  gc_heap_t *h = &gc__heap;
+  uint64_t used = atomic_load(&h->heap_inuse) + gc__offheap();
+  return requested || used >= atomic_load(&h->memory_limit) / 100 * 80;
+}
+
+static void run_cycle(bool forced, bool requested) {
   gc_heap_t *h = &gc__heap;
   uint64_t cpu0 = bc_thread_cpu_ns();
   sample_other_sys();
@@ -556,6 +567,7 @@ static void run_cycle(bool forced) {
   for (gc_mutator_t *m = h->mutators; m; m = m->next)
     gc__mcache_flush(m);
   atomic_store(&h->swept_live_bytes, 0);
+  atomic_store(&h->sweep_release, sweep_should_release(requested));
   gc__sweep_prepare();
   gc__memprof_next_cycle();
   atomic_store(&h->phase, PHASE_SWEEP);
@@ -642,12 +654,12 @@ static void *collector_main(void *arg) {
     if (h->stopping)
       break;
     h->cycles_started++;
-    bool forced = h->forced_pending;
-    h->forced_pending = false;
+    bool forced = h->forced_pending, requested = h->release_pending;
+    h->forced_pending = h->release_pending = false;
     atomic_store(&h->cycle_pending, 0);
     pthread_mutex_unlock(&h->cycle_mu);
     pthread_mutex_lock(&h->run_mu);
-    run_cycle(forced);
+    run_cycle(forced, requested);
     pthread_mutex_unlock(&h->run_mu);
     pthread_mutex_lock(&h->cycle_mu);
     h->cycles_done = h->cycles_started;
@@ -696,6 +708,7 @@ static void gc_collect_reason(gc_mutator_t *m, bool forced) {
     h->cycles_requested = want;
   if (forced)
     h->forced_pending = true;
+  h->release_pending = true;
   pthread_cond_signal(&h->cycle_cv);
   while (!h->stopping && h->cycles_done < want)
     pthread_cond_wait(&h->done_cv, &h->cycle_mu);
@@ -806,6 +819,7 @@ void gc_read_stats(gc_stats_t *st) {
   st->next_gc = atomic_load(&h->next_gc);
   st->heap_live = atomic_load(&h->heap_live);
   st->heap_marked_objects = atomic_load(&h->live_objects);
+  st->heap_empty = atomic_load(&h->heap_empty);
   st->gc_percent = atomic_load(&h->gc_percent);
   st->enable_gc = st->gc_percent != GC_PERCENT_OFF;
   st->memory_limit = atomic_load(&h->memory_limit);

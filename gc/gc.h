@@ -219,7 +219,7 @@ typedef struct gc_pool_stats {
   uint64_t gets, puts, news, victim_hits, dropped;
 } gc_pool_stats_t;
 
-#define GC_MAX_CLASSES 112 /* 105 in use (gc/heap.c init_classes) */
+#define GC_MAX_CLASSES 120 /* 113 in use (gc/heap.c init_classes) */
 #define GC_MAX_POOLS 8
 
 typedef struct gc_stats {
@@ -239,6 +239,9 @@ typedef struct gc_stats {
   uint64_t memory_limit;
   uint64_t heap_live; /* bytes marked live by the last completed cycle */
   uint64_t heap_marked_objects;
+  /* bytes of in-use spans with no object, kept a cycle for their class to
+   * reuse (gc/heap.c, "Emptied spans"); part of heap_inuse */
+  uint64_t heap_empty;
   int nclasses;
   gc_size_stats_t by_size[GC_MAX_CLASSES];
   int npools;

@@ -4,7 +4,7 @@
  *   page      8 KiB, the unit the page heap hands out.
  *   span      a run of pages; either free, or in use for one size class
  *             (small objects) or for one large object.
- *   class     a small-object size class (16 B .. 32 KiB); class 0 is unused.
+ *   class     a small-object size class (16 B .. 64 KiB); class 0 is unused.
  *   mcache    a mutator's cache: one span per class to allocate from.
  *   central   per-class lists of spans that no mcache holds.
  *   sweep     turning a span's mark bits into its alloc bits after a mark.
@@ -24,9 +24,10 @@
 
 #define GC_PAGE_SHIFT 13
 #define GC_PAGE_SIZE ((size_t)1 << GC_PAGE_SHIFT)
-#define GC_MAX_SMALL 32768
+#define GC_MAX_SMALL 65536
 #define GC_MAX_OBJS 512 /* objects per small span, at most */
 #define GC_BITMAP_WORDS (GC_MAX_OBJS / 64)
+#define GC_DIVMUL_SHIFT 48
 #define GC_COMMIT_CHUNK ((size_t)4 << 20) /* heap grows by this much */
 
 enum span_state { SPAN_FREE = 0, SPAN_SMALL = 1, SPAN_LARGE = 2 };
@@ -103,6 +104,10 @@ struct gc_mutator {
   int id;
   bool detached;
   gc_span_t *alloc[GC_MAX_CLASSES]; /* the mcache: owner only */
+  /* spans this mcache filled since the last flush, by class: owner only;
+   * the flush (STW, or the mutator's end) splices them into the central
+   * full lists, so a refill takes no lock to retire a full span */
+  span_list_t full[GC_MAX_CLASSES];
   /* allocation sampling (gc/memprof.c), owner only: bytes left until the
    * next sample (gc_alloc subtracts each object's size; below zero takes a
    * sample), the labels current on the mutator, the sampler's RNG state */
@@ -174,6 +179,7 @@ typedef struct gc_heap {
   _Atomic uint64_t base_sys;
   _Atomic uint64_t alloc_failures;
   _Atomic uint64_t swept_live_bytes; /* live bytes found by this sweep */
+  _Atomic uint64_t heap_empty; /* pages of emptied spans kept for reuse */
 
   /* collector */
   _Atomic int phase;        /* enum gc_phase; changes only under STW */
@@ -203,6 +209,11 @@ typedef struct gc_heap {
   uint64_t cycles_started;    /* cycle_mu */
   _Atomic int cycle_pending;  /* a trigger is waiting for the collector */
   bool forced_pending;        /* cycle_mu */
+  bool release_pending;       /* cycle_mu: a cycle someone waits for */
+  /* this cycle's sweep gives every emptied span back to the page heap, not
+   * only those that stayed empty for a whole cycle (heap.c, "Emptied
+   * spans"); set under STW at mark termination */
+  _Atomic int sweep_release;
   bool stopping;              /* cycle_mu */
   bool running;
   pthread_t thread;
@@ -243,6 +254,11 @@ typedef struct gc_heap {
   uint32_t class_size[GC_MAX_CLASSES];
   uint8_t class_pages[GC_MAX_CLASSES];
   uint16_t class_nelems[GC_MAX_CLASSES];
+  /* object index = (offset * class_divmul) >> GC_DIVMUL_SHIFT, exact for
+   * every offset in a span of the class (checked at start-up): a multiply
+   * where a division would cost ~25 cycles on every mark (Go's divMagic;
+   * 48 bits, not 32, because spans here reach 128 KiB of 64 KiB objects) */
+  uint64_t class_divmul[GC_MAX_CLASSES];
   uint8_t size_to_class8[1024 / 8 + 1];      /* sizes <= 1024, by 8 */
   /* sizes above 1024, by 64: every class there is a multiple of 64 */
   uint8_t size_to_class64[(GC_MAX_SMALL - 1024) / 64 + 1];

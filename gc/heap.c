@@ -7,14 +7,16 @@
  *      mutator's cached span for the class; find a zero bit in allocbits from
  *      freeindex; set it (and the mark bit when allocating black). No lock,
  *      no atomic read-modify-write except the black mark.
- *   2. Refill (noinline): the cached span is full. Give it back to its
- *      central list; take a swept span with free slots; failing that, sweep
- *      unswept spans of this class ourselves (lazy sweep); failing that, take
- *      fresh pages from the page heap. The pacer is consulted here.
+ *   2. Refill (noinline): the cached span is full. Keep it on the mcache's
+ *      own full list (no lock; the next flush hands it to the central
+ *      lists); take a swept span with free slots, an emptied one kept by the
+ *      last sweep included; failing that, sweep unswept spans of this class
+ *      ourselves (lazy sweep); failing that, take fresh pages from the page
+ *      heap. The pacer is consulted here.
  *   3. Page heap (heap.lock): free spans on size-segregated lists, first fit,
  *      split and coalesce with neighbours through the span map. When empty,
  *      the heap grows into its reservation (mprotect in 4 MiB steps).
- *   4. Large objects (> 32 KiB) get a span of their own from the page heap.
+ *   4. Large objects (> 64 KiB) get a span of their own from the page heap.
  *
  * Address space: one reservation made at start-up (PROT_NONE, NORESERVE),
  * committed from the bottom as the heap grows. The span map has one pointer
@@ -121,6 +123,7 @@ static gc_span_t *list_pop(span_list_t *l) {
  * objects), 9.8% at worst (7,424 B); the old rule (fewest pages with a tail
  * under 1/8) left up to 15.5% near 1 KiB. */
 #define SPAN_MAX_PAGES 8
+#define SPAN_MAX_PAGES_BIG 16 /* classes above 8 KiB: room for two or more */
 
 static void init_classes(gc_heap_t *h) {
   int n = 1;
@@ -137,7 +140,8 @@ static void init_classes(gc_heap_t *h) {
   for (int c = 1; c < n; c++) {
     uint32_t sz = h->class_size[c];
     size_t best_pages = 0, best_waste = 0;
-    for (size_t pages = 1; pages <= SPAN_MAX_PAGES; pages++) {
+    size_t max_pages = sz > 8192 ? SPAN_MAX_PAGES_BIG : SPAN_MAX_PAGES;
+    for (size_t pages = 1; pages <= max_pages; pages++) {
       size_t bytes = pages * GC_PAGE_SIZE;
       size_t nel = bytes / sz;
       if (nel > GC_MAX_OBJS)
@@ -158,6 +162,17 @@ static void init_classes(gc_heap_t *h) {
       nel = GC_MAX_OBJS;
     h->class_pages[c] = (uint8_t)best_pages;
     h->class_nelems[c] = (uint16_t)nel;
+    uint64_t dm = (((uint64_t)1 << GC_DIVMUL_SHIFT) - 1) / sz + 1;
+    h->class_divmul[c] = dm;
+    /* the index function is monotone in the offset: checking both sides of
+     * every object boundary proves it exact for the whole span */
+    for (uint64_t k = 1; k <= nel; k++) {
+      uint64_t off = k * sz;
+      BC_CHECK(((off - 1) * dm) >> GC_DIVMUL_SHIFT == k - 1 &&
+                   (k == nel || (off * dm) >> GC_DIVMUL_SHIFT == k),
+               "class %d (%u B): no exact reciprocal at object %llu", c, sz,
+               (unsigned long long)k);
+    }
   }
   int c = 1;
   for (size_t i = 0; i <= 1024 / 8; i++) {
@@ -209,10 +224,17 @@ int gc__heap_init(void) {
     return BC_ENOMEM;
   }
   h->spanmap = sm;
-  pthread_mutex_init(&h->lock, NULL);
+  /* the page heap's and the central lists' critical sections are a few
+   * list operations: spin a little before sleeping in the kernel, where a
+   * futex wake-up would cost more than the section itself */
+  pthread_mutexattr_t spin;
+  pthread_mutexattr_init(&spin);
+  pthread_mutexattr_settype(&spin, PTHREAD_MUTEX_ADAPTIVE_NP);
+  pthread_mutex_init(&h->lock, &spin);
   pthread_mutex_init(&h->sweep_mu, NULL);
   for (int c = 0; c < GC_MAX_CLASSES; c++)
-    pthread_mutex_init(&h->central[c].lock, NULL);
+    pthread_mutex_init(&h->central[c].lock, &spin);
+  pthread_mutexattr_destroy(&spin);
   return 0;
 }
 
@@ -476,6 +498,7 @@ static int sweep_cursor = 1; /* collector thread (and STW) only */
 void gc__sweep_span(gc_span_t *s, bool *now_empty) {
   gc_heap_t *h = &gc__heap;
   uint32_t live = 0, freed = 0;
+  uint32_t had = s->alloccount; /* before this sweep */
   int nwords = (s->nelems + 63) / 64;
   if (BC_UNLIKELY(s->prof))
     gc__memprof_sweep(s);
@@ -517,7 +540,15 @@ void gc__sweep_span(gc_span_t *s, bool *now_empty) {
   }
   atomic_fetch_add(&h->live_objects, live);
   atomic_fetch_add(&h->swept_live_bytes, (uint64_t)live * s->elemsize);
-  *now_empty = live == 0;
+  /* emptied spans: see "Emptied spans" above gc__sweep_prepare */
+  uint64_t bytes = (uint64_t)s->npages * GC_PAGE_SIZE;
+  if (had == 0) /* kept by the last sweep, and nobody wanted it since */
+    atomic_fetch_sub(&h->heap_empty, bytes);
+  *now_empty = live == 0 &&
+               (had == 0 || atomic_load_explicit(&h->sweep_release,
+                                                 memory_order_relaxed));
+  if (live == 0 && !*now_empty)
+    atomic_fetch_add(&h->heap_empty, bytes);
 }
 
 static bool sweep_large(gc_span_t *s) {
@@ -538,6 +569,19 @@ static bool sweep_large(gc_span_t *s) {
   atomic_fetch_add(&h->large_frees, 1);
   return false;
 }
+
+/* Emptied spans. A small span whose objects all died stays with its class
+ * (on the partial list, alloccount 0) for one cycle instead of going back
+ * to the page heap at once: under steady churn the class needs a span
+ * again before long, and the round trip through heap.lock (split, coalesce,
+ * span struct, span map, bitmaps) costs more than the allocations it
+ * serves. A span that nobody allocated from for a whole cycle is empty at
+ * its next sweep too, with had == 0: that sweep frees it. Cycles someone
+ * waits for, and cycles near the soft limit, free every emptied span
+ * (collector.c sweep_should_release), so gc_collect and freeosmemory
+ * return all the memory they can, and the limit never waits on a retained
+ * span. mimalloc keeps emptied pages with their thread for the same
+ * reason. */
 
 /* STW: every in-use span becomes unswept, in O(classes): the lists are
  * spliced, not walked. mcaches were flushed already. */
@@ -628,7 +672,8 @@ static void uncache(gc_heap_t *h, gc_span_t *s) {
   pthread_mutex_unlock(&ce->lock);
 }
 
-/* STW: returns every cached span to its central list. */
+/* STW (or the mutator's end): returns every cached span, and every span
+ * the mcache filled, to its central lists. */
 void gc__mcache_flush(gc_mutator_t *m) {
   gc_heap_t *h = &gc__heap;
   for (int c = 1; c < h->nclasses; c++) {
@@ -636,6 +681,12 @@ void gc__mcache_flush(gc_mutator_t *m) {
     if (s) {
       m->alloc[c] = NULL;
       uncache(h, s);
+    }
+    if (m->full[c].head) {
+      gc_central_t *ce = &h->central[c];
+      pthread_mutex_lock(&ce->lock);
+      list_splice(&ce->full, &m->full[c]);
+      pthread_mutex_unlock(&ce->lock);
     }
   }
 }
@@ -664,26 +715,31 @@ static gc_span_t *central_take(gc_central_t *ce) {
       list_push(&ce->full, u, LIST_FULL);
   }
   pthread_mutex_unlock(&ce->lock);
+  if (s && s->alloccount == 0) /* an emptied span, kept: in use again */
+    atomic_fetch_sub(&gc__heap.heap_empty, (uint64_t)s->npages * GC_PAGE_SIZE);
   return s;
 }
 
 static BC_NOINLINE gc_span_t *refill(gc_mutator_t *m, int cls, int *err) {
   gc_heap_t *h = &gc__heap;
   gc_span_t *old = m->alloc[cls];
-  if (old) {
+  if (old) { /* full: find_free found no slot from freeindex on */
+    BC_DASSERT(old->alloccount == old->nelems);
     m->alloc[cls] = NULL;
-    uncache(h, old);
+    list_push(&m->full[cls], old, LIST_FULL);
   }
   gc_central_t *ce = &h->central[cls];
   size_t bytes = (size_t)h->class_pages[cls] * GC_PAGE_SIZE;
   gc_span_t *s;
   for (int tries = 0;; tries++) {
-    s = central_take(ce);
-    if (s)
-      break;
+    /* the pacer, on every refill: a span taken from the central lists
+     * counts as allocated as much as a fresh one */
     uint64_t next = atomic_load_explicit(&h->next_gc, memory_order_relaxed);
     if (atomic_load_explicit(&h->heap_alloc, memory_order_relaxed) >= next)
       gc__trigger();
+    s = central_take(ce);
+    if (s)
+      break;
     if (under_limit(h, bytes)) {
       s = span_alloc(h->class_pages[cls], SPAN_SMALL, err);
       if (!s)
@@ -818,7 +874,11 @@ void gc_mark(void *obj) {
   gc_span_t *s = gc__span_of(p);
   BC_CHECK(s && s->state != SPAN_FREE, "gc_mark: %p is not a heap object",
            obj);
-  size_t idx = s->state == SPAN_LARGE ? 0 : (p - s->base) / s->elemsize;
+  size_t idx = s->state == SPAN_LARGE
+                   ? 0
+                   : (size_t)(((uint64_t)(p - s->base) *
+                               gc__heap.class_divmul[s->cls]) >>
+                              GC_DIVMUL_SHIFT);
   atomic_fetch_or_explicit(&s->markbits[idx >> 6], 1ull << (idx & 63),
                            memory_order_relaxed);
 }
@@ -865,6 +925,7 @@ void gc__verify_locked(void) {
   gc_heap_t *h = &gc__heap;
   pthread_mutex_lock(&h->lock);
   size_t npages = h->grown / GC_PAGE_SIZE, inuse = 0, released = 0;
+  size_t empty = 0;
   for (size_t i = 0; i < npages;) {
     gc_span_t *s = h->spanmap[i];
     BC_CHECK(s != NULL, "page %zu has no span", i);
@@ -884,6 +945,8 @@ void gc__verify_locked(void) {
           pc += (uint32_t)__builtin_popcountll(s->allocbits[w]);
         BC_CHECK(pc == s->alloccount, "alloccount %u != popcount %u",
                  s->alloccount, pc);
+        if (pc == 0)
+          empty += (size_t)s->npages * GC_PAGE_SIZE;
         BC_CHECK(s->nelems == h->class_nelems[s->cls] &&
                      s->elemsize == h->class_size[s->cls],
                  "span of class %d has the wrong shape", s->cls);
@@ -893,6 +956,8 @@ void gc__verify_locked(void) {
   }
   BC_CHECK(inuse == atomic_load(&h->heap_inuse), "heap_inuse %zu != %llu",
            inuse, (unsigned long long)atomic_load(&h->heap_inuse));
+  BC_CHECK(empty == atomic_load(&h->heap_empty), "heap_empty %zu != %llu",
+           empty, (unsigned long long)atomic_load(&h->heap_empty));
   BC_CHECK(released == atomic_load(&h->heap_released),
            "heap_released %zu != %llu", released,
            (unsigned long long)atomic_load(&h->heap_released));

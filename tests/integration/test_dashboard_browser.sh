@@ -25,17 +25,17 @@ TOKEN="dash-$RANDOM$RANDOM-token"
 BUFCACHE_ADMIN_TOKEN="$TOKEN" start_server --workers 2 --memory-limit 64MiB --access-log=false
 
 # load: PUTs of several sizes (so several size classes allocate, some past
-# 32 KiB: large objects) over 3000 keys (more than fit: evictions), GETs
+# 64 KiB: large objects) over 3000 keys (more than fit: evictions), GETs
 # that hit and miss; curl's URL globbing keeps one connection per batch.
 # Bounded: at most 150 rounds or 120 s, and stopped by PID below.
 head -c 120 /dev/urandom > "$TMP/v120"
 head -c 1500 /dev/urandom > "$TMP/v1500"
 head -c 9000 /dev/urandom > "$TMP/v9000"
-head -c 40000 /dev/urandom > "$TMP/v40000"
+head -c 90000 /dev/urandom > "$TMP/v90000"
 load() {
   local end=$((SECONDS + 120)) r=0
   while ((SECONDS < end && r < 150)); do
-    for v in v120 v1500 v9000 v40000; do
+    for v in v120 v1500 v9000 v90000; do
       local from=$(((r * 97 + ${#v} * 13) % 2500))
       curl -s -o /dev/null -X PUT --data-binary "@$TMP/$v" "$DATA/v1/buffers/dash-$v-[$from-$((from + 60))]"
     done

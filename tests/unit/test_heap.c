@@ -23,6 +23,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 
 #include "gc.h"
@@ -30,7 +31,7 @@
 #define KIB ((size_t)1024)
 #define MIB (1024 * KIB)
 #define PAGE ((size_t)8192)
-#define MAX_SMALL ((size_t)32768)
+#define MAX_SMALL ((size_t)65536)
 #define INIT_LIMIT ((uint64_t)1 << 30)
 
 static gc_mutator_t *M;
@@ -175,7 +176,7 @@ static void *alloc_ok(size_t size) {
 }
 
 /* The size-class table the documentation describes, computed here:
- * 16-byte steps to 128 B, then eight classes per doubling up to 32 KiB,
+ * 16-byte steps to 128 B, then eight classes per doubling up to 64 KiB,
  * sixteen per doubling from 512 B to 8 KiB. */
 static uint32_t doc_class[128];
 static int doc_nclasses;
@@ -331,7 +332,7 @@ static void test_large_objects(void **state) {
   (void)state;
   cycle();
   gc_stats_t before = *stats();
-  const size_t sizes[] = {MAX_SMALL + 1, 33 * KIB, 40 * KIB, 64 * KIB + 1,
+  const size_t sizes[] = {MAX_SMALL + 1, 65 * KIB, 80 * KIB, 128 * KIB + 1,
                           1 * MIB,       20 * MIB, 3 * MIB + 17};
   enum { N = sizeof sizes / sizeof sizes[0] };
   void *p[N];
@@ -555,8 +556,8 @@ static void test_finalizers(void **state) {
   size_t total0 = fin_total();
   void *a = alloc_ok(100);  /* small, dropped */
   void *b = alloc_ok(100);  /* small, rooted */
-  void *c = alloc_ok(50 * KIB); /* large, dropped */
-  void *d = alloc_ok(50 * KIB); /* large, rooted */
+  void *c = alloc_ok(100 * KIB); /* large, dropped */
+  void *d = alloc_ok(100 * KIB); /* large, rooted */
   void *e = alloc_ok(100);  /* small, dropped, no finalizer */
   gc_set_finalizer(a);
   gc_set_finalizer(a); /* twice: still one call */
@@ -873,6 +874,76 @@ static void test_scavenge(void **state) {
   expect_heap_is_roots("after scavenge");
 }
 
+/* Allocates garbage of size bytes until the pacer must have started a
+ * cycle (heap_alloc past the goal by two spans: a refill after the
+ * crossing pulls the trigger), then waits parked, allocating nothing more,
+ * until num_gc reaches target: gc_collect does not run that cycle. */
+static void garbage_until_cycle(size_t size, uint32_t target) {
+  gc_stats_t *st = stats();
+  for (long i = 0; st->alloc < st->next_gc + 256 * KIB; i++) {
+    if (i > 1000000)
+      fail_msg("heap_alloc stays below the goal after %ld allocations", i);
+    alloc_ok(size);
+    st = stats();
+  }
+  gc_mutator_park(M);
+  for (int ms = 0; stats()->num_gc < target; ms++) {
+    if (ms > 30000)
+      fail_msg("no paced cycle within 30 s");
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+  }
+  gc_mutator_unpark(M);
+}
+
+static void expect_verified(void) {
+  gc_mutator_park(M);
+  gc_verify(); /* also checks heap_empty against the spans */
+  gc_mutator_unpark(M);
+}
+
+/* A paced cycle keeps the spans its sweep empties (HeapEmpty) for their
+ * class to reuse; the next paced cycle frees those nobody took; a cycle
+ * someone waits for frees them all. */
+static void test_emptied_spans(void **state) {
+  (void)state;
+  cycle();
+  gc_stats_t st0 = *stats();
+  assert_int_equal(st0.heap_empty, 0);
+  assert_int_equal(gc_set_percent(100), GC_PERCENT_OFF); /* goal 4 MiB */
+
+  /* 1. 1000-byte garbage until the pacer runs a cycle: what was allocated
+   * before it started is dead, its spans emptied and kept */
+  garbage_until_cycle(1000, st0.num_gc + 1);
+  gc_stats_t st1 = *stats();
+  expect_verified();
+  assert_int_equal(st1.num_forced_gc, st0.num_forced_gc);
+  assert_true(st1.heap_empty >= MIB);
+  assert_true(st1.heap_inuse >= st0.heap_inuse + st1.heap_empty);
+
+  /* 2. the class takes its kept spans back before any new page */
+  for (size_t b = 0; b < st1.heap_empty / 2; b += 1000)
+    alloc_ok(1000);
+  gc_stats_t st2 = *stats();
+  expect_verified();
+  assert_int_equal(st2.heap_inuse, st1.heap_inuse);
+  assert_true(st2.heap_empty <= st1.heap_empty - st1.heap_empty / 4);
+
+  /* 3. a paced cycle driven by large objects (never kept): the 1000-byte
+   * spans nobody took in 2 go back to the page heap */
+  garbage_until_cycle(128 * KIB, st2.num_gc + 1);
+  gc_stats_t st3 = *stats();
+  expect_verified();
+  assert_true(st3.heap_empty < st1.heap_empty);
+
+  /* 4. a forced cycle frees every emptied span */
+  assert_int_equal(gc_set_percent(GC_PERCENT_OFF), 100);
+  cycle();
+  gc_stats_t *st4 = stats();
+  assert_int_equal(st4->heap_empty, 0);
+  assert_int_equal(st4->heap_inuse, st0.heap_inuse);
+}
+
 /* ---- shutdown ----------------------------------------------------------------------------- */
 
 static void test_shutdown(void **state) {
@@ -902,6 +973,7 @@ int main(void) {
       cmocka_unit_test(test_memory_limit),
       cmocka_unit_test(test_fault_injection),
       cmocka_unit_test(test_scavenge),
+      cmocka_unit_test(test_emptied_spans),
       cmocka_unit_test(test_shutdown),
   };
   return cmocka_run_group_tests_name("heap", tests, group_setup,
