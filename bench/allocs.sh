@@ -35,7 +35,7 @@ while [[ $# -gt 0 ]]; do
   --conns) CONNS="$2"; shift 2 ;;
   --append) APPEND="$2"; shift 2 ;;
   --flags) read -r -a EXTRA_FLAGS <<<"$2"; shift 2 ;;
-  -h | --help) sed -n '2,23p' "$0"; exit 0 ;;
+  -h | --help) awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 0 ;;
   *) die "unknown argument $1" ;;
   esac
 done

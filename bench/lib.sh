@@ -360,8 +360,8 @@ wait_quiet() {
     a0="$(core_jiffies "$SERVER_CPU")" b0="$(core_jiffies "$CLIENT_CPU")"
     sleep 1
     a1="$(core_jiffies "$SERVER_CPU")" b1="$(core_jiffies "$CLIENT_CPU")"
-    ia="$(echo "$a0 $a1" | awk '{ t = $4 - $2; printf "%.0f", t > 0 ? 100 - ($3 - $1) / t * 100 : 0 }')"
-    ib="$(echo "$b0 $b1" | awk '{ t = $4 - $2; printf "%.0f", t > 0 ? 100 - ($3 - $1) / t * 100 : 0 }')"
+    ia="$(echo "$a0 $a1" | awk '{ t = $4 - $2; printf "%.0f", (t > 0 ? 100 - ($3 - $1) / t * 100 : 0) }')"
+    ib="$(echo "$b0 $b1" | awk '{ t = $4 - $2; printf "%.0f", (t > 0 ? 100 - ($3 - $1) / t * 100 : 0) }')"
     if [[ "$ia" -ge "$want" && "$ib" -ge "$want" ]]; then
       ok=$((ok + 1))
       if [[ "$ok" -ge "$need" ]]; then

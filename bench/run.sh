@@ -16,9 +16,11 @@
 #
 # Variants: each --variant "FLAGS" adds a row "bufcache GET" for a second
 # server started with those flags (and an allocs.sh table). By default, when
-# the binary has --request-id-header, the variant "--request-id-header
-# incoming" is measured (wrk sends no X-Request-Id, so no header is added
-# and the cached response can be shared). Likewise each --nginx-variant
+# the binary has the flags: the non-default --request-id-header mode
+# ("always" adds a generated X-Request-Id to every response, so a GET hit
+# cannot use the shared cached response), and --max-header-size 8KiB
+# (libmicrohttpd zeroes its whole per-connection pool, 32 KiB by default,
+# between keep-alive requests). Likewise each --nginx-variant
 # "DIRECTIVES" adds a row "nginx GET" for an nginx with those directives in
 # its http block; by default a tuned nginx is measured as well, "sendfile
 # off; open_file_cache max=64 inactive=60s; open_file_cache_valid 60s;"
@@ -26,7 +28,10 @@
 # Debian-default nginx; the ratios to the tuned one are printed too.
 # --no-variants drops both defaults.
 #
-# Usage: bench/run.sh [--duration S] [--warmup S] [--conns N] [--no-10k]
+# The bufcache GET / nginx GET pair is measured REPEAT (3) times,
+# alternating, and the table shows medians (each repetition is listed too).
+#
+# Usage: bench/run.sh [--duration S] [--warmup S] [--conns N] [--repeat N] [--no-10k]
 #                     [--no-allocs] [--variant "FLAGS"]...
 #                     [--nginx-variant "DIRECTIVES"]... [--no-variants]
 # Environment: SERVER_CPU, CLIENT_CPU, BUILD_DIR, BUFCACHE_FLAGS (lib.sh),
@@ -34,6 +39,7 @@
 source "$(dirname "$0")/lib.sh"
 
 DURATION="${DURATION:-10}"
+REPEAT="${REPEAT:-3}"
 WARMUP="${WARMUP:-3}"
 CONNS="${CONNS:-64}"
 DO_10K=1
@@ -47,12 +53,13 @@ while [[ $# -gt 0 ]]; do
   --duration) DURATION="$2"; shift 2 ;;
   --warmup) WARMUP="$2"; shift 2 ;;
   --conns) CONNS="$2"; shift 2 ;;
+  --repeat) REPEAT="$2"; shift 2 ;;
   --no-10k) DO_10K=0; shift ;;
   --no-allocs) DO_ALLOCS=0; shift ;;
   --variant) VARIANTS+=("$2"); shift 2 ;;
   --nginx-variant) NGX_VARIANTS+=("$2"); shift 2 ;;
   --no-variants) DEFAULT_VARIANTS=0; shift ;;
-  -h | --help) sed -n '2,36p' "$0"; exit 0 ;;
+  -h | --help) awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 0 ;;
   *) die "unknown argument $1" ;;
   esac
 done
@@ -64,7 +71,17 @@ STAMP="$(date +%Y%m%d-%H%M%S)"
 RESULTS="$OUT_DIR/results-$STAMP.md"
 
 if [[ "$DEFAULT_VARIANTS" == 1 ]]; then
-  ! has_flag request-id-header || VARIANTS+=("--request-id-header incoming")
+  # the non-default X-Request-Id mode (its cost on GET hits)
+  if has_flag request-id-header; then
+    if "$BUFCACHE_BIN" --help 2>&1 | grep -A1 -- '--request-id-header' | grep -q 'default always'; then
+      VARIANTS+=("--request-id-header incoming")
+    else
+      VARIANTS+=("--request-id-header always")
+    fi
+  fi
+  # a smaller libmicrohttpd connection pool: MHD 0.9.75 zeroes the whole
+  # pool between keep-alive requests (see docs/BENCHMARKS.md)
+  ! has_flag max-header-size || VARIANTS+=("--max-header-size 8KiB")
   NGX_VARIANTS+=("$TUNED_NGINX")
 fi
 
@@ -96,16 +113,59 @@ row() { # LABEL
     "$W_P50" "$W_P99" "$M_CPU_US" "$M_SRV_CORE" "$M_CLI_CORE" "$M_OTHERS" "$M_OTHERS_CLI" "$W_REQS" "$W_ERRS, non-2xx $W_NON2XX" "$M_ACCEPTS" "$M_TRIES")"$'\n'
 }
 
+# the GET pair, alternated REPEAT times (bufcache, nginx, bufcache, ...);
+# the table shows the median of each column, the ratios use the medians,
+# every repetition is listed below the table
+REPS=""
+save_rep() { # PREFIX REP
+  local v
+  for v in $MEASURE_VARS M_TRIES; do
+    eval "${1}_${v}_$2=\"\${$v}\""
+  done
+  REPS+="$(printf '| %s #%s | %s | %s | %s | %s | %s%% | %s%% / %s%% |' "$3" "$2" "$W_RPS" "$W_P50" "$W_P99" \
+    "$M_CPU_US" "$M_SRV_CORE" "$M_OTHERS" "$M_OTHERS_CLI")"$'\n'
+}
+median_of() { # PREFIX VAR: median over the repetitions
+  local r vals=()
+  for ((r = 1; r <= REPEAT; r++)); do
+    eval "vals+=(\"\${${1}_${2}_$r}\")"
+  done
+  printf '%s\n' "${vals[@]}" | sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+use_medians() { # PREFIX: W_*/M_* := medians (errors, accepts, tries: worst/sum)
+  local v r
+  for v in W_RPS W_P50 W_P99; do
+    eval "$v=\"\$(printf '%.0f' \"\$(median_of $1 $v)\")\""
+  done
+  M_CPU_US="$(printf '%.2f' "$(median_of "$1" M_CPU_US)")"
+  for v in M_SRV_CORE M_CLI_CORE M_OTHERS M_OTHERS_CLI; do # integers
+    eval "$v=\"\$(printf '%.0f' \"\$(median_of $1 $v)\")\""
+  done
+  local reqs=0 tries=0 acc=0 non2xx=0 errs=""
+  for ((r = 1; r <= REPEAT; r++)); do
+    eval "reqs=\$((reqs + ${1}_W_REQS_$r)); tries=\$((tries + ${1}_M_TRIES_$r)); non2xx=\$((non2xx + ${1}_W_NON2XX_$r))"
+    eval "[[ \${${1}_M_ACCEPTS_$r} -le \$acc ]] || acc=\${${1}_M_ACCEPTS_$r}"
+    eval "[[ \"\${${1}_W_ERRS_$r}\" == none ]] || errs+=\"#$r: \${${1}_W_ERRS_$r}; \""
+  done
+  W_REQS="$reqs (all)" M_TRIES="$tries" M_ACCEPTS="$acc" W_NON2XX="$non2xx" W_ERRS="${errs:-none}"
+}
+
 NGX_PIDS="$NGX_PID"
-measure bufcache-get "$CONNS" "$DURATION" "$WARMUP" "$BC_PID" "$GET_URL"
+for ((rep = 1; rep <= REPEAT; rep++)); do
+  measure "bufcache-get-$rep" "$CONNS" "$DURATION" "$WARMUP" "$BC_PID" "$GET_URL"
+  save_rep BCG "$rep" "bufcache GET"
+  measure "nginx-get-$rep" "$CONNS" "$DURATION" "$WARMUP" "$NGX_PIDS" "$NGX_GET_URL"
+  save_rep NGG "$rep" "nginx GET"
+done
+use_medians BCG
 BC_GET_RPS="$W_RPS" BC_GET_CPU="$M_CPU_US" BC_GET_P99="$W_P99"
 DISTURBED=$((M_OTHERS > M_OTHERS_CLI ? M_OTHERS : M_OTHERS_CLI))
-row "bufcache GET"
-measure nginx-get "$CONNS" "$DURATION" "$WARMUP" "$NGX_PIDS" "$NGX_GET_URL"
+row "bufcache GET (median of $REPEAT)"
+use_medians NGG
 NGX_GET_RPS="$W_RPS" NGX_GET_CPU="$M_CPU_US" NGX_GET_P99="$W_P99"
 d=$((M_OTHERS > M_OTHERS_CLI ? M_OTHERS : M_OTHERS_CLI))
 [[ "$d" -le "$DISTURBED" ]] || DISTURBED="$d"
-row "nginx GET (static file)"
+row "nginx GET, static file (median of $REPEAT)"
 measure bufcache-put "$CONNS" "$DURATION" "$WARMUP" "$BC_PID" "$PUT_URL" -s "$BENCH_DIR/put.lua"
 row "bufcache PUT"
 
@@ -137,15 +197,15 @@ for v in "${VARIANTS[@]}"; do
     die "PUT of the value failed (variant $v)"
   measure "variant$vi-get" "$CONNS" "$DURATION" "$WARMUP" "$BC_PID" "$BC_URL/v1/buffers/bench-get"
   row "bufcache GET, $v"
-  VNOTES+="- bufcache variant \`$v\`: GET / Debian-default nginx: throughput $(awk -v a="$W_RPS" -v b="$NGX_GET_RPS" 'BEGIN { printf "%.2f", a / b }'), CPU per GET $(awk -v a="$M_CPU_US" -v b="$NGX_GET_CPU" 'BEGIN { printf "%.2f", a / b }')"$'\n'
+  VNOTES+="- bufcache variant \`$v\`: CPU per GET vs the main bufcache row $(awk -v a="$M_CPU_US" -v b="$BC_GET_CPU" 'BEGIN { printf "%.2f", a / b }'); GET / Debian-default nginx: throughput $(awk -v a="$W_RPS" -v b="$NGX_GET_RPS" 'BEGIN { printf "%.2f", a / b }'), CPU per GET $(awk -v a="$M_CPU_US" -v b="$NGX_GET_CPU" 'BEGIN { printf "%.2f", a / b }')"$'\n'
   stop_pid "$BC_PID"
 done
 
 RPS_RATIO="$(awk -v a="$BC_GET_RPS" -v b="$NGX_GET_RPS" 'BEGIN { printf "%.2f", a / b }')"
 CPU_RATIO="$(awk -v a="$BC_GET_CPU" -v b="$NGX_GET_CPU" 'BEGIN { printf "%.2f", a / b }')"
 P99_RATIO="$(awk -v a="$BC_GET_P99" -v b="$NGX_GET_P99" 'BEGIN { printf "%.2f", a / b }')"
-ok_ge() { awk -v x="$1" -v t="$2" 'BEGIN { print (x >= t) ? "met" : "MISSED" }'; }
-ok_le() { awk -v x="$1" -v t="$2" 'BEGIN { print (x <= t) ? "met" : "MISSED" }'; }
+ok_ge() { awk -v x="$1" -v t="$2" 'BEGIN { print ((x >= t) ? "met" : "MISSED") }'; }
+ok_le() { awk -v x="$1" -v t="$2" 'BEGIN { print ((x <= t) ? "met" : "MISSED") }'; }
 
 {
   echo "# bufcache benchmark, $(date '+%Y-%m-%d %H:%M:%S %Z')"
@@ -157,6 +217,12 @@ ok_le() { awk -v x="$1" -v t="$2" 'BEGIN { print (x <= t) ? "met" : "MISSED" }';
   echo "| load | req/s | p50 us | p99 us | server CPU us/req | server core | wrk core | others on core $SERVER_CPU / $CLIENT_CPU | requests | socket errors | TCP accepts | tries |"
   echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"
   printf '%s' "$ROWS"
+  echo
+  echo "Every repetition of the GET pair (in the order run):"
+  echo
+  echo "| run | req/s | p50 us | p99 us | server CPU us/req | server core | others on core $SERVER_CPU / $CLIENT_CPU |"
+  echo "|---|---:|---:|---:|---:|---:|---:|"
+  printf '%s' "$REPS"
   echo
   if [[ "$DISTURBED" -gt "${OTHERS_MAX:-5}" ]]; then
     echo "- **the GET runs were disturbed** (up to $DISTURBED% of a core went to other processes):"
@@ -182,6 +248,11 @@ d = json.load(open(sys.argv[1]))
 r, p = d.get("Requests", {}), d.get("Pools", {})
 print("- bufcache after the run: NumGC %s, PauseTotalNs %s, requests %s, canceled %s, pools %s"
       % (d.get("NumGC"), d.get("PauseTotalNs"), r.get("Total"), r.get("Canceled"), p))
+ps = sorted(x for x in d.get("PauseNs", []) if x)
+if ps:
+    q = lambda f: ps[min(len(ps) - 1, int(len(ps) * f))] / 1000.0
+    print("- GC pauses (PauseNs ring, last %d cycles, both STW phases summed): p50 %.0f us, p99 %.0f us, max %.0f us"
+          % (len(ps), q(0.5), q(0.99), ps[-1] / 1000.0))
 EOF
 fi
 
