@@ -95,9 +95,7 @@ static uint64_t rnd(void) { /* splitmix64 */
 static void scan_rings(void *arg) {
   (void)arg;
   for (int t = 0; t < O.threads; t++)
-    for (size_t i = 0; i < O.ring; i++)
-      if (T[t].ring[i])
-        gc_mark(T[t].ring[i]);
+    gc_mark_batch(T[t].ring, O.ring);
 }
 
 static void *alloc_gc(thr_t *t, size_t sz) {

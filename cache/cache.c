@@ -572,10 +572,20 @@ static void scan(void *arg) {
     pthread_mutex_lock(&s->lock);
     if (!s->nttl) {
       /* nothing can expire here: shade from the slots alone, without
-       * touching the entries (one cache miss each on a large heap) */
-      for (uint32_t i = 0; i <= s->mask; i++)
-        if (s->slots[i].ref)
-          gc_mark(slot_entry(&s->slots[i]));
+       * touching the entries (one cache miss each on a large heap), in
+       * batches the collector pipelines (gc_mark_batch) */
+      void *batch[256];
+      size_t n = 0;
+      for (uint32_t i = 0; i <= s->mask; i++) {
+        if (!s->slots[i].ref)
+          continue;
+        batch[n++] = slot_entry(&s->slots[i]);
+        if (n == BC_ARRAY_LEN(batch)) {
+          gc_mark_batch(batch, n);
+          n = 0;
+        }
+      }
+      gc_mark_batch(batch, n);
       pthread_mutex_unlock(&s->lock);
       continue;
     }

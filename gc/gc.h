@@ -99,6 +99,11 @@ void gc_unregister_roots(enum gc_roots_kind kind, gc_scan_fn fn, void *arg);
 /* Shades obj (sets its mark bit). Safe from any thread during a cycle. */
 void gc_mark(void *obj);
 
+/* gc_mark on each of objs[0..n) (NULL entries skipped), with the span map
+ * and span metadata of later objects prefetched while earlier ones are
+ * marked: for scanners that walk many objects at once. */
+void gc_mark_batch(void *const *objs, size_t n);
+
 /* The deletion barrier: call with the old value whenever a root that a
  * concurrent scanner may not have visited yet is dropped or overwritten. */
 extern _Atomic int gc__barrier_on;

@@ -4,9 +4,10 @@
  * Paths of an allocation (Go's mcache/mcentral/mheap, mimalloc's pages):
  *
  *   1. Fast path (gc_alloc, small sizes): class lookup in a table, then the
- *      mutator's cached span for the class; find a zero bit in allocbits from
- *      freeindex; set it (and the mark bit when allocating black). No lock,
- *      no atomic read-modify-write except the black mark.
+ *      mutator's cached span for the class; its freeindex is the free slot
+ *      to take; set its bit (and the mark bit when allocating black), find
+ *      the next zero bit for next time and prefetch that slot. No lock, no
+ *      atomic read-modify-write except the black mark.
  *   2. Refill (noinline): the cached span is full. Keep it on the mcache's
  *      own full list (no lock; the next flush hands it to the central
  *      lists); take a swept span with free slots, an emptied one kept by the
@@ -493,9 +494,32 @@ static bool make_room(gc_mutator_t *m, size_t bytes, int tries, int *err) {
 
 static int sweep_cursor = 1; /* collector thread (and STW) only */
 
+/* What sweeping some spans of one class found, added to the heap's shared
+ * counters once for the lot (tally_flush): five atomic adds per span on
+ * lines the mutators' refills write too were a tenth of the sweep. */
+typedef struct sweep_tally {
+  uint64_t freed, freed_bytes, live, live_bytes;
+  int64_t empty; /* change in heap_empty */
+} sweep_tally_t;
+
+static void tally_flush(int cls, sweep_tally_t *t) {
+  gc_heap_t *h = &gc__heap;
+  if (t->freed) {
+    atomic_fetch_sub(&h->heap_alloc, t->freed_bytes);
+    atomic_fetch_add(&h->heap_objects_freed, t->freed);
+    atomic_fetch_add(&h->by_size_frees[cls], t->freed);
+  }
+  if (t->live) {
+    atomic_fetch_add(&h->live_objects, t->live);
+    atomic_fetch_add(&h->swept_live_bytes, t->live_bytes);
+  }
+  if (t->empty)
+    atomic_fetch_add(&h->heap_empty, (uint64_t)t->empty);
+}
+
 /* Sweeps a span its caller owns: mark bits become alloc bits, freed objects
  * with specials are finalized. Sets *now_empty when nothing survived. */
-void gc__sweep_span(gc_span_t *s, bool *now_empty) {
+static void sweep_span(gc_span_t *s, bool *now_empty, sweep_tally_t *t) {
   gc_heap_t *h = &gc__heap;
   uint32_t live = 0, freed = 0;
   uint32_t had = s->alloccount; /* before this sweep */
@@ -533,22 +557,25 @@ void gc__sweep_span(gc_span_t *s, bool *now_empty) {
   }
   s->alloccount = (uint16_t)live;
   s->freeindex = 0;
-  if (freed) {
-    atomic_fetch_sub(&h->heap_alloc, (uint64_t)freed * s->elemsize);
-    atomic_fetch_add(&h->heap_objects_freed, freed);
-    atomic_fetch_add(&h->by_size_frees[s->cls], freed);
-  }
-  atomic_fetch_add(&h->live_objects, live);
-  atomic_fetch_add(&h->swept_live_bytes, (uint64_t)live * s->elemsize);
+  t->freed += freed;
+  t->freed_bytes += (uint64_t)freed * s->elemsize;
+  t->live += live;
+  t->live_bytes += (uint64_t)live * s->elemsize;
   /* emptied spans: see "Emptied spans" above gc__sweep_prepare */
-  uint64_t bytes = (uint64_t)s->npages * GC_PAGE_SIZE;
+  int64_t bytes = (int64_t)s->npages * (int64_t)GC_PAGE_SIZE;
   if (had == 0) /* kept by the last sweep, and nobody wanted it since */
-    atomic_fetch_sub(&h->heap_empty, bytes);
+    t->empty -= bytes;
   *now_empty = live == 0 &&
                (had == 0 || atomic_load_explicit(&h->sweep_release,
                                                  memory_order_relaxed));
   if (live == 0 && !*now_empty)
-    atomic_fetch_add(&h->heap_empty, bytes);
+    t->empty += bytes;
+}
+
+void gc__sweep_span(gc_span_t *s, bool *now_empty) {
+  sweep_tally_t t = {0};
+  sweep_span(s, now_empty, &t);
+  tally_flush(s->cls, &t);
 }
 
 static bool sweep_large(gc_span_t *s) {
@@ -613,27 +640,48 @@ static bool place_swept_locked(gc_central_t *ce, gc_span_t *s, bool empty) {
   return false;
 }
 
-/* Collector's background sweep: one span per call. The class cursor only
- * moves on when a class has nothing left to sweep; gc__sweep_prepare resets
- * it. */
+/* Collector's background sweep: a batch of up to SWEEP_BATCH spans of one
+ * class per call, so the central lock is taken twice a batch, not twice a
+ * span, and the heap's counters once (sweep_tally_t); a batch is small
+ * enough that a mutator short of the class finds other unswept spans to
+ * sweep itself. The class cursor only moves on when a class has nothing
+ * left to sweep; gc__sweep_prepare resets it. */
+#define SWEEP_BATCH 16
 
 bool gc__sweep_one(void) {
   gc_heap_t *h = &gc__heap;
-  pthread_mutex_lock(&h->sweep_mu); /* gc_verify waits for this span */
+  pthread_mutex_lock(&h->sweep_mu); /* gc_verify waits for this batch */
   for (; sweep_cursor < h->nclasses; sweep_cursor++) {
     gc_central_t *ce = &h->central[sweep_cursor];
+    gc_span_t *batch[SWEEP_BATCH], *s;
+    bool empty[SWEEP_BATCH];
+    int n = 0, nfree = 0;
     pthread_mutex_lock(&ce->lock);
-    gc_span_t *s = list_pop(&ce->unswept);
+    while (n < SWEEP_BATCH && (s = list_pop(&ce->unswept)))
+      batch[n++] = s;
     pthread_mutex_unlock(&ce->lock);
-    if (!s)
+    if (!n)
       continue;
-    bool empty;
-    gc__sweep_span(s, &empty);
+    sweep_tally_t t = {0};
+    for (int i = 0; i < n; i++) {
+      if (i + 1 < n) { /* the next span's bitmaps, while this one sweeps */
+        __builtin_prefetch(&batch[i + 1]->allocbits[0]);
+        __builtin_prefetch(&batch[i + 1]->markbits[0], 1);
+      }
+      sweep_span(batch[i], &empty[i], &t);
+    }
+    tally_flush(sweep_cursor, &t);
     pthread_mutex_lock(&ce->lock);
-    bool release = place_swept_locked(ce, s, empty);
+    for (int i = 0; i < n; i++)
+      if (place_swept_locked(ce, batch[i], empty[i]))
+        batch[nfree++] = batch[i];
     pthread_mutex_unlock(&ce->lock);
-    if (release)
-      gc__free_pages(s);
+    if (nfree) {
+      pthread_mutex_lock(&h->lock);
+      for (int i = 0; i < nfree; i++)
+        free_pages_locked(h, batch[i]);
+      pthread_mutex_unlock(&h->lock);
+    }
     pthread_mutex_unlock(&h->sweep_mu);
     return true;
   }
@@ -720,10 +768,24 @@ static gc_span_t *central_take(gc_central_t *ce) {
   return s;
 }
 
+/* The first free slot at or after i, or nelems when there is none. */
+static inline uint32_t next_free(const gc_span_t *s, uint32_t i) {
+  while (i < s->nelems) {
+    uint32_t w = i >> 6;
+    uint64_t freebits = ~s->allocbits[w] >> (i & 63);
+    if (freebits) {
+      uint32_t idx = i + (uint32_t)__builtin_ctzll(freebits);
+      return idx < s->nelems ? idx : s->nelems;
+    }
+    i = (w + 1) << 6;
+  }
+  return s->nelems;
+}
+
 static BC_NOINLINE gc_span_t *refill(gc_mutator_t *m, int cls, int *err) {
   gc_heap_t *h = &gc__heap;
   gc_span_t *old = m->alloc[cls];
-  if (old) { /* full: find_free found no slot from freeindex on */
+  if (old) { /* full: its freeindex reached nelems */
     BC_DASSERT(old->alloccount == old->nelems);
     m->alloc[cls] = NULL;
     list_push(&m->full[cls], old, LIST_FULL);
@@ -757,23 +819,14 @@ static BC_NOINLINE gc_span_t *refill(gc_mutator_t *m, int cls, int *err) {
   atomic_fetch_add(&h->heap_alloc,
                    (uint64_t)(s->nelems - s->alloccount) * s->elemsize);
   s->onlist = LIST_MCACHE;
+  /* in an mcache, freeindex is the next free slot (nelems: full) */
+  s->freeindex = (uint16_t)next_free(s, 0);
+  BC_CHECK(s->freeindex < s->nelems,
+           "refilled span has no free slot (class %d)", cls);
   m->alloc[cls] = s;
   return s;
 }
 
-static inline int find_free(gc_span_t *s) {
-  uint32_t i = s->freeindex;
-  while (i < s->nelems) {
-    uint32_t w = i >> 6;
-    uint64_t freebits = ~s->allocbits[w] >> (i & 63);
-    if (freebits) {
-      uint32_t idx = i + (uint32_t)__builtin_ctzll(freebits);
-      return idx < s->nelems ? (int)idx : -1;
-    }
-    i = (w + 1) << 6;
-  }
-  return -1;
-}
 
 static BC_NOINLINE void *alloc_large(gc_mutator_t *m, size_t size, int *err,
                                       void *ra) {
@@ -834,17 +887,22 @@ void *gc_alloc(gc_mutator_t *m, size_t size, int *err) {
     return alloc_large(m, size, err, __builtin_return_address(0));
   int cls = gc__size_class(size ? size : 1);
   gc_span_t *s = m->alloc[cls];
-  int idx;
-  if (BC_UNLIKELY(!s || (idx = find_free(s)) < 0)) {
+  uint32_t idx;
+  if (BC_UNLIKELY(!s || (idx = s->freeindex) >= s->nelems)) {
     s = refill(m, cls, err);
     if (!s)
       return NULL;
-    idx = find_free(s);
-    BC_CHECK(idx >= 0, "refilled span has no free slot (class %d)", cls);
+    idx = s->freeindex;
   }
   s->allocbits[idx >> 6] |= 1ull << (idx & 63);
-  s->freeindex = (uint16_t)(idx + 1);
   s->alloccount++;
+  /* find the class's next slot now and start fetching its first line: by
+   * the time this class allocates again it is in cache, and the caller's
+   * first write to a fresh object is not a miss to memory */
+  uint32_t next = next_free(s, idx + 1);
+  s->freeindex = (uint16_t)next;
+  if (next < s->nelems)
+    __builtin_prefetch((void *)(s->base + (size_t)next * s->elemsize), 1, 3);
   if (BC_UNLIKELY(atomic_load_explicit(&h->alloc_black, memory_order_relaxed)))
     atomic_fetch_or_explicit(&s->markbits[idx >> 6], 1ull << (idx & 63),
                              memory_order_relaxed);
@@ -869,18 +927,57 @@ size_t gc_usable_size(const void *obj) {
 
 /* ---- marking ------------------------------------------------------------- */
 
-void gc_mark(void *obj) {
-  uintptr_t p = (uintptr_t)obj;
-  gc_span_t *s = gc__span_of(p);
+static inline void mark_in(gc_heap_t *h, uintptr_t p, size_t grown) {
+  gc_span_t *s = p >= h->base && p - h->base < grown
+                     ? h->spanmap[(p - h->base) >> GC_PAGE_SHIFT]
+                     : NULL;
   BC_CHECK(s && s->state != SPAN_FREE, "gc_mark: %p is not a heap object",
-           obj);
+           (void *)p);
   size_t idx = s->state == SPAN_LARGE
                    ? 0
                    : (size_t)(((uint64_t)(p - s->base) *
-                               gc__heap.class_divmul[s->cls]) >>
+                               h->class_divmul[s->cls]) >>
                               GC_DIVMUL_SHIFT);
   atomic_fetch_or_explicit(&s->markbits[idx >> 6], 1ull << (idx & 63),
                            memory_order_relaxed);
+}
+
+void gc_mark(void *obj) {
+  gc_heap_t *h = &gc__heap;
+  mark_in(h, (uintptr_t)obj,
+          atomic_load_explicit(&h->grown, memory_order_acquire));
+}
+
+/* Three stages in flight: the span map entry MAP_AHEAD objects ahead, the
+ * span struct and its mark bits SPAN_AHEAD ahead (its map entry is in cache
+ * by then), the mark itself. Marking a big index is a chain of misses
+ * (map, span, bitmap) per object; pipelined, they overlap. */
+#define MAP_AHEAD 16
+#define SPAN_AHEAD 8
+
+void gc_mark_batch(void *const *objs, size_t n) {
+  gc_heap_t *h = &gc__heap;
+  size_t grown = atomic_load_explicit(&h->grown, memory_order_acquire);
+  uintptr_t base = h->base;
+  for (size_t i = 0; i < n; i++) {
+    if (i + MAP_AHEAD < n) {
+      uintptr_t q = (uintptr_t)objs[i + MAP_AHEAD];
+      if (q - base < grown)
+        __builtin_prefetch(&h->spanmap[(q - base) >> GC_PAGE_SHIFT]);
+    }
+    if (i + SPAN_AHEAD < n) {
+      uintptr_t q = (uintptr_t)objs[i + SPAN_AHEAD];
+      gc_span_t *s =
+          q - base < grown ? h->spanmap[(q - base) >> GC_PAGE_SHIFT] : NULL;
+      if (s) {
+        __builtin_prefetch(s);
+        __builtin_prefetch(&s->markbits[0], 1);
+        __builtin_prefetch(&s->markbits[GC_BITMAP_WORDS - 1], 1);
+      }
+    }
+    if (objs[i])
+      mark_in(h, (uintptr_t)objs[i], grown);
+  }
 }
 
 void gc_set_finalizer(void *obj) {

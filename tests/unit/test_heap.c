@@ -50,9 +50,14 @@ static void scan_roots(void *arg) {
   atomic_fetch_add(&scan_calls, 1);
   if (gc_marking())
     atomic_fetch_add(&scan_saw_marking, 1);
-  for (size_t i = 0; i < nroots; i++)
+  /* both marking entry points: one at a time for the first half, the
+   * batched one (NULL slots included) for the rest; every exact check
+   * below covers both */
+  size_t half = nroots / 2;
+  for (size_t i = 0; i < half; i++)
     if (roots[i])
       gc_mark(roots[i]);
+  gc_mark_batch(roots + half, nroots - half);
 }
 
 static size_t root_add(void *p) {
