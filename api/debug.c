@@ -180,11 +180,12 @@ static json_t *memstats_json(void) {
   json_object_set_new(o, "BySize", bs);
   json_object_set_new(
       o, "GC",
-      json_pack("{s:i,s:I,s:I,s:I,s:I,s:I,s:I}", "GCPercent", g->gc_percent,
+      json_pack("{s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "GCPercent", g->gc_percent,
                 "MemoryLimit", (json_int_t)g->memory_limit, "HeapLive",
                 (json_int_t)g->heap_live, "HeapMarkedObjects",
                 (json_int_t)g->heap_marked_objects, "HeapEmpty",
-                (json_int_t)g->heap_empty, "AllocFailures",
+                (json_int_t)g->heap_empty, "PaceSleepNs",
+                (json_int_t)g->pace_sleep_ns, "AllocFailures",
                 (json_int_t)g->alloc_failures, "LastPauseMaxNs",
                 (json_int_t)(g->last_pause_ns[0] > g->last_pause_ns[1]
                                  ? g->last_pause_ns[0]

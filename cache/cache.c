@@ -13,7 +13,8 @@
  * (tests/unit/test_cache_flood.c measures it).
  *
  * Lock rules (memcached's): one shard lock at a time, never held across a
- * call into another module except gc_mark/gc_barrier (which take no lock).
+ * call into another module except gc_mark/gc_barrier (which take no lock);
+ * the scan calls gc_scan_pace (which may sleep) between shards, unlocked.
  * Functions named *_locked assume the shard lock.
  *
  * Eviction (SIEVE, Zhang et al., NSDI'24), per shard, under the shard
@@ -587,6 +588,7 @@ static void scan(void *arg) {
       }
       gc_mark_batch(batch, n);
       pthread_mutex_unlock(&s->lock);
+      gc_scan_pace();
       continue;
     }
     uint64_t now = bc_now_mono_ns();
@@ -602,6 +604,7 @@ static void scan(void *arg) {
       i++;
     }
     pthread_mutex_unlock(&s->lock);
+    gc_scan_pace();
   }
 }
 

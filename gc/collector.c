@@ -64,6 +64,7 @@
  *   The one place a mutator parks mid-request is an allocation over the
  *   memory limit, inside gc_alloc, where its roots are consistent.
  */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include <errno.h>
 #include <malloc.h>
 #include <sched.h>
@@ -528,7 +529,92 @@ static bool sweep_should_release(bool requested) {
   return requested || used >= atomic_load(&h->memory_limit) / 100 * 80;
 }
 
-static void run_cycle(bool forced, bool requested) {
+/* ---- background pacing ------------------------------------------------------
+ * Concurrent marking and sweeping run on the collector thread. When that
+ * thread competes with running mutators for too few CPUs (the server
+ * pinned to one core, or as many busy workers as CPUs), every millisecond
+ * it runs is a millisecond a worker does not serve. Go answers with a fixed
+ * 25% of GOMAXPROCS for background marking; here the collector keeps its
+ * share of a contended CPU to GC_BG_SHARE_PCT while it marks and sweeps,
+ * so requests keep >= 90% of their rate during a cycle. It sleeps between
+ * units of work (a shard, a sweep batch: tens of microseconds) just long
+ * enough that its CPU time stays under that share of the time elapsed.
+ * With a CPU to spare (fewer running mutators than CPUs) it runs flat out.
+ * It never holds back when an allocation waits for the cycle (the memory
+ * limit) or in-use memory passes 75% of the limit: then finishing the cycle
+ * is what serves requests. Collector thread only. */
+#define GC_BG_SHARE_PCT 5
+#define GC_BG_MAX_SLEEP_NS 2000000ull
+
+static struct {
+  bool on;         /* this cycle may hold back */
+  int cpus;        /* CPUs this process may run on */
+  uint64_t cpu0, wall0;
+} bg;
+
+static int cpus_available(void) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) != 0)
+    return 1;
+  int n = CPU_COUNT(&set);
+  return n > 0 ? n : 1;
+}
+
+static void bg_begin(bool urgent) {
+  bg.on = !urgent;
+  bg.cpus = cpus_available();
+  bg.cpu0 = bc_thread_cpu_ns();
+  bg.wall0 = bc_now_mono_ns();
+}
+
+static int running_mutators(void) {
+  gc_heap_t *h = &gc__heap;
+  int n = 0, ids = atomic_load(&h->next_mutator_id);
+  for (int i = 0; i < ids && i < GC_MAX_MUTATORS; i++) {
+    gc_mutator_t *m = atomic_load_explicit(&h->slots[i], memory_order_acquire);
+    if (m && atomic_load_explicit(&m->state, memory_order_relaxed) ==
+                 MUT_RUNNING)
+      n++;
+  }
+  return n;
+}
+
+static void bg_pace(void) {
+  gc_heap_t *h = &gc__heap;
+  if (!bg.on)
+    return;
+  uint64_t cpu = bc_thread_cpu_ns(), now = bc_now_mono_ns();
+  uint64_t used = atomic_load(&h->heap_inuse) + gc__offheap();
+  if (used >= atomic_load(&h->memory_limit) / 100 * 75) {
+    bg.on = false; /* behind: no more holding back this cycle */
+    return;
+  }
+  if (running_mutators() < bg.cpus) { /* a CPU to spare: no debt */
+    bg.cpu0 = cpu;
+    bg.wall0 = now;
+    return;
+  }
+  uint64_t need = (cpu - bg.cpu0) * (100 / GC_BG_SHARE_PCT);
+  uint64_t wall = now - bg.wall0;
+  if (need <= wall)
+    return;
+  uint64_t d = need - wall;
+  if (d > GC_BG_MAX_SLEEP_NS)
+    d = GC_BG_MAX_SLEEP_NS;
+  struct timespec ts = {0, (long)d};
+  nanosleep(&ts, NULL);
+  atomic_fetch_add(&gc__heap.pace_sleep_ns, d);
+}
+
+void gc_scan_pace(void) {
+  gc_heap_t *h = &gc__heap;
+  if (h->running && pthread_equal(pthread_self(), h->thread) &&
+      atomic_load_explicit(&h->phase, memory_order_relaxed) == PHASE_MARK)
+    bg_pace();
+}
+
+static void run_cycle(bool forced, bool requested, bool urgent) {
   gc_heap_t *h = &gc__heap;
   uint64_t cpu0 = bc_thread_cpu_ns();
   sample_other_sys();
@@ -555,6 +641,7 @@ static void run_cycle(bool forced, bool requested) {
   uint64_t t1 = stw_end();
 
   /* 2. concurrent mark */
+  bg_begin(urgent);
   for (int i = 0; i < h->nroots; i++)
     if (h->roots[i].kind == GC_ROOTS_CONCURRENT)
       h->roots[i].fn(h->roots[i].arg);
@@ -577,7 +664,7 @@ static void run_cycle(bool forced, bool requested) {
 
   /* 4. sweep */
   while (gc__sweep_one())
-    ;
+    bg_pace();
   /* the allocation profile now shows this cycle (memprof.c) */
   gc__memprof_post_sweep();
   uint64_t t4 = bc_now_mono_ns();
@@ -655,11 +742,12 @@ static void *collector_main(void *arg) {
       break;
     h->cycles_started++;
     bool forced = h->forced_pending, requested = h->release_pending;
-    h->forced_pending = h->release_pending = false;
+    bool urgent = h->urgent_pending;
+    h->forced_pending = h->release_pending = h->urgent_pending = false;
     atomic_store(&h->cycle_pending, 0);
     pthread_mutex_unlock(&h->cycle_mu);
     pthread_mutex_lock(&h->run_mu);
-    run_cycle(forced, requested);
+    run_cycle(forced, requested, urgent);
     pthread_mutex_unlock(&h->run_mu);
     pthread_mutex_lock(&h->cycle_mu);
     h->cycles_done = h->cycles_started;
@@ -708,6 +796,8 @@ static void gc_collect_reason(gc_mutator_t *m, bool forced) {
     h->cycles_requested = want;
   if (forced)
     h->forced_pending = true;
+  else
+    h->urgent_pending = true; /* an allocation over the limit waits */
   h->release_pending = true;
   pthread_cond_signal(&h->cycle_cv);
   while (!h->stopping && h->cycles_done < want)
@@ -820,6 +910,7 @@ void gc_read_stats(gc_stats_t *st) {
   st->heap_live = atomic_load(&h->heap_live);
   st->heap_marked_objects = atomic_load(&h->live_objects);
   st->heap_empty = atomic_load(&h->heap_empty);
+  st->pace_sleep_ns = atomic_load(&h->pace_sleep_ns);
   st->gc_percent = atomic_load(&h->gc_percent);
   st->enable_gc = st->gc_percent != GC_PERCENT_OFF;
   st->memory_limit = atomic_load(&h->memory_limit);

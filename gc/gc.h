@@ -104,6 +104,12 @@ void gc_mark(void *obj);
  * marked: for scanners that walk many objects at once. */
 void gc_mark_batch(void *const *objs, size_t n);
 
+/* Concurrent scanners call this between units of work (a shard), holding
+ * no lock. The collector may sleep here to keep its share of a CPU that
+ * busy mutators need (collector.c, "background pacing"). A no-op outside
+ * the collector thread's marking. */
+void gc_scan_pace(void);
+
 /* The deletion barrier: call with the old value whenever a root that a
  * concurrent scanner may not have visited yet is dropped or overwritten. */
 extern _Atomic int gc__barrier_on;
@@ -247,6 +253,9 @@ typedef struct gc_stats {
   /* bytes of in-use spans with no object, kept a cycle for their class to
    * reuse (gc/heap.c, "Emptied spans"); part of heap_inuse */
   uint64_t heap_empty;
+  /* nanoseconds the collector slept to leave a contended CPU to running
+   * mutators while marking or sweeping (collector.c, "background pacing") */
+  uint64_t pace_sleep_ns;
   int nclasses;
   gc_size_stats_t by_size[GC_MAX_CLASSES];
   int npools;

@@ -210,6 +210,7 @@ typedef struct gc_heap {
   _Atomic int cycle_pending;  /* a trigger is waiting for the collector */
   bool forced_pending;        /* cycle_mu */
   bool release_pending;       /* cycle_mu: a cycle someone waits for */
+  bool urgent_pending;        /* cycle_mu: an allocation waits (the limit) */
   /* this cycle's sweep gives every emptied span back to the page heap, not
    * only those that stayed empty for a whole cycle (heap.c, "Emptied
    * spans"); set under STW at mark termination */
@@ -245,6 +246,7 @@ typedef struct gc_heap {
   uint64_t last_pause[2];
   uint64_t pause_hist[GC_PAUSE_BUCKETS + 1]; /* see gc_stats_t */
   uint64_t gc_cpu_ns;       /* collector thread CPU + STW pauses x nprocs */
+  _Atomic uint64_t pace_sleep_ns; /* background pacing's sleeps */
   uint64_t start_mono_ns;
 
   _Atomic int fail_os_allocs;

@@ -264,6 +264,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn,
                          void **con_cls, enum MHD_RequestTerminationCode toe) {
   (void)conn;
   srv_worker_t *w = cls;
+  /* a safepoint after each response is sent: MHD_run may write many
+   * responses without calling on_access in between */
+  gc_mutator_safepoint(w->mut);
   srv_ctx_t *c = *con_cls;
   if (!c)
     return;
