@@ -557,13 +557,19 @@ void pprof_sample_begin(pprof_t *p) {
   p->sample.n = 0;
 }
 
-void pprof_sample_stack(pprof_t *p, const uintptr_t *pcs, int n,
-                        bool leaf_exact) {
+/* sym_init with SIGPROF blocked; returns the old mask to restore. */
+static sigset_t sym_init_blocked(pprof_t *p) {
   sigset_t prof, old;
   sigemptyset(&prof);
   sigaddset(&prof, SIGPROF);
   pthread_sigmask(SIG_BLOCK, &prof, &old);
   sym_init(p);
+  return old;
+}
+
+void pprof_sample_stack(pprof_t *p, const uintptr_t *pcs, int n,
+                        bool leaf_exact) {
+  sigset_t old = sym_init_blocked(p);
   for (int i = 0; i < n && p->nlocs < (int)BC_ARRAY_LEN(p->locs); i++) {
     uint64_t a = pcs[i];
     if (!a)
@@ -580,9 +586,14 @@ void pprof_sample_stack(pprof_t *p, const uintptr_t *pcs, int n,
 void pprof_sample_frame(pprof_t *p, const char *function) {
   if (p->nlocs >= (int)BC_ARRAY_LEN(p->locs))
     return;
+  if (!p->sym_ready) { /* the mappings, so the profile names its binary */
+    sigset_t old = sym_init_blocked(p);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+  }
   uint64_t fid = function_id(p, function, "", 0);
   /* a synthetic location per function: keyed by the function id with the
-   * top bits set, where no address lives */
+   * top bits set, where no address lives; it belongs to the main binary
+   * (mapping 1, which has functions: nothing to symbolize) */
   bool fresh;
   uint64_t *slot = umap_slot(&p->locmap, fid | 3ull << 62, &fresh);
   if (!slot)
@@ -591,6 +602,8 @@ void pprof_sample_frame(pprof_t *p, const char *function) {
     *slot = p->next_loc++;
     pb_t loc = {0};
     pb_uint(&loc, 1, *slot);
+    if (p->nmaps > 0)
+      pb_uint(&loc, 2, 1);
     pb_t *t = &p->scratch;
     pb_uint(t, 1, fid);
     pb_msg(&loc, 4, t);
@@ -692,11 +705,7 @@ unsigned char *pprof_finish(pprof_t *p, size_t *n) {
 
 void pprof_text_stack(pprof_t *p, FILE *f, const uintptr_t *pcs, int n,
                       bool leaf_exact) {
-  sigset_t prof, old;
-  sigemptyset(&prof);
-  sigaddset(&prof, SIGPROF);
-  pthread_sigmask(SIG_BLOCK, &prof, &old);
-  sym_init(p);
+  sigset_t old = sym_init_blocked(p);
   for (int i = 0; i < n; i++) {
     uint64_t a = pcs[i];
     if (!a)

@@ -159,6 +159,12 @@ grep -q "namespace:\[stall\].*path:\[/v1/buffers/stall/k1\].*route:\[/v1/buffers
   && ok "requests profile: the stalled PUT with its labels" || fail "requests raw: $(cat "$TMP/req.raw" "$TMP/pprof.err")"
 grep -q "age:\[[0-9]* nanoseconds\]" "$TMP/req.raw" && ok "requests profile: age in nanoseconds" || fail "age label"
 pprof -top "$TMP/req.pb.gz" | grep -q "PUT /v1/buffers/{key}" && ok "requests -top shows the route" || fail "requests -top"
+# the profile names its binary: a mapping with the build ID, and no notice
+# from pprof that the main binary is unknown
+grep -A2 "^Mappings" "$TMP/req.raw" | grep -q "bufcache [0-9a-f]\{40\}" \
+  && ok "requests profile: the binary's mapping with its build ID" || fail "requests mappings: $(grep -A3 "^Mappings" "$TMP/req.raw")"
+go tool pprof -top "$TMP/req.pb.gz" >/dev/null 2>"$TMP/req.err"
+grep -qi "main binary" "$TMP/req.err" && fail "pprof: $(cat "$TMP/req.err")" || ok "pprof reads the requests profile without a notice"
 kill "$STALL" 2>/dev/null; wait "$STALL" 2>/dev/null
 
 stop_server
