@@ -20,6 +20,7 @@ enum { M_GET, M_HEAD, M_PUT, M_DELETE, M_POST, M_OTHER, M__COUNT };
   X(R_FREEOS, "/debug/freeosmemory")                                           \
   X(R_GC_PERCENT, "/debug/gc-percent")                                         \
   X(R_MEMORY_LIMIT, "/debug/memory-limit")                                     \
+  X(R_MEM_PROFILE_RATE, "/debug/mem-profile-rate")                             \
   X(R_OPENAPI, "/debug/openapi.yaml")                                          \
   X(R_DASHBOARD, "/debug/dashboard")                                           \
   X(R_DASH_INFO, "/debug/dashboard/info")                                      \

@@ -1,6 +1,7 @@
 /* debug.c - the admin listener's routes: /debug/memstats (Go's MemStats
  * names), /debug/vars (expvar), POST /debug/gc, POST /debug/freeosmemory,
- * PUT /debug/gc-percent and /debug/memory-limit; the bearer-token guard.
+ * PUT /debug/gc-percent, /debug/memory-limit and /debug/mem-profile-rate;
+ * the bearer-token guard.
  * (GET /debug/openapi.yaml is api/openapi.c; every route of both listeners
  * is described in api/openapi.yaml.)
  *
@@ -44,6 +45,7 @@ uint8_t api__debug_route(const char *url) {
       {"/debug/freeosmemory", R_FREEOS},
       {"/debug/gc-percent", R_GC_PERCENT},
       {"/debug/memory-limit", R_MEMORY_LIMIT},
+      {"/debug/mem-profile-rate", R_MEM_PROFILE_RATE},
       {"/debug/openapi.yaml", R_OPENAPI}, /* api/openapi.c */
       {"/debug/dashboard", R_DASHBOARD},
       {"/debug/dashboard/info", R_DASH_INFO},
@@ -70,6 +72,8 @@ void api__debug_init(void) {
   ALLOW(R_FREEOS, 1 << M_POST, "POST");
   ALLOW(R_GC_PERCENT, 1 << M_GET | 1 << M_HEAD | 1 << M_PUT, "GET, HEAD, PUT");
   ALLOW(R_MEMORY_LIMIT, 1 << M_GET | 1 << M_HEAD | 1 << M_PUT,
+        "GET, HEAD, PUT");
+  ALLOW(R_MEM_PROFILE_RATE, 1 << M_GET | 1 << M_HEAD | 1 << M_PUT,
         "GET, HEAD, PUT");
   ALLOW(R_OPENAPI, 1 << M_GET | 1 << M_HEAD, "GET, HEAD");
   ALLOW(R_DASHBOARD, 1 << M_GET | 1 << M_HEAD, "GET, HEAD");
@@ -369,6 +373,25 @@ static enum MHD_Result memory_limit(srv_ctx_t *ctx, req_t *r) {
   return send_text(ctx, "%lld\n", (long long)gc_set_memory_limit(u));
 }
 
+/* PUT /debug/mem-profile-rate: runtime.MemProfileRate, live. Bytes or a
+ * size (512KiB); 0 stops allocation sampling, 1 samples every allocation.
+ * Every worker takes it at the next cycle (POST /debug/gc applies it at
+ * once). Answers the previous value; GET answers the current one. */
+static enum MHD_Result mem_profile_rate(srv_ctx_t *ctx, req_t *r) {
+  if (r->method != M_PUT)
+    return send_text(ctx, "%lld\n", (long long)gc_mem_profile_rate());
+  size_t n;
+  const char *v = body_text(r, &n);
+  uint64_t u;
+  if (!v || bc_parse_size(v, n, &u) != 0 || u > ((uint64_t)1 << 40))
+    return api__error(ctx, API_ERR_BAD_REQUEST,
+                      "the body must be a number of bytes or a size such as "
+                      "512KiB (0: off, 1: every allocation, at most 1TiB)",
+                      0);
+  return send_text(ctx, "%lld\n",
+                   (long long)gc_set_mem_profile_rate((int64_t)u));
+}
+
 /* ---- the access handler --------------------------------------------------- */
 
 static uint8_t admin_method(const char *m) {
@@ -459,6 +482,8 @@ static enum MHD_Result admin_access(srv_ctx_t *ctx, bool first,
     return gc_percent(ctx, r);
   case R_MEMORY_LIMIT:
     return memory_limit(ctx, r);
+  case R_MEM_PROFILE_RATE:
+    return mem_profile_rate(ctx, r);
   case R_OPENAPI:
     return api__openapi(ctx);
   case R_DASHBOARD:

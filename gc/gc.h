@@ -188,6 +188,8 @@ void gc_pool_put(gc_mutator_t *m, gc_pool_t *p, void *obj);
 /* Bytes per sample: 0 turns sampling off, 1 samples every allocation.
  * Takes effect for mutators attached afterwards (set it at start-up, after
  * gc_init). Returns the previous value. */
+/* Sets the rate; returns the previous one. Mutators take the new rate at
+ * the next cycle's second pause (each has drawn its next sample already). */
 int64_t gc_set_mem_profile_rate(int64_t bytes);
 int64_t gc_mem_profile_rate(void);
 /* Labels current on m (borrowed, opaque to the heap; NULL for none): every

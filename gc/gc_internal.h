@@ -114,6 +114,7 @@ struct gc_mutator {
   int64_t next_sample;
   const void *labels;
   uint64_t rng;
+  uint64_t prof_gen; /* the rate's generation next_sample was drawn for */
   mcache_stats_t st;
   pool_local_t pools[GC_MAX_POOLS];
   struct gc_mutator *next; /* heap.mutators; heap.mutators_lock */
@@ -279,7 +280,9 @@ void gc__memprof_sample(gc_mutator_t *m, gc_span_t *s, void *p,
                         size_t elemsize, void *ra);
 void gc__memprof_sweep(gc_span_t *s); /* before s's mark bits are consumed */
 void gc__memprof_free_span_records(gc_span_t *s); /* gc_close */
-void gc__memprof_next_cycle(void);  /* mark termination (STW) */
+/* mark termination (STW): a new profile cycle; mutators redraw their next
+ * sample if the rate changed */
+void gc__memprof_next_cycle(void);
 void gc__memprof_post_sweep(void);  /* the cycle's sweep is done */
 uint64_t gc__memprof_sys(void);
 extern void (*gc__thread_start_hook)(const char *name);

@@ -80,6 +80,7 @@ static struct {
   gc_pbucket_t *all;
   uint32_t cycle;
   _Atomic int64_t rate;
+  _Atomic uint64_t gen; /* bumped by every rate change */
   _Atomic uint64_t sys; /* bytes: table, buckets, sample records */
 } P = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
@@ -96,7 +97,9 @@ void gc__memprof_init(void) {
 }
 
 int64_t gc_set_mem_profile_rate(int64_t bytes) {
-  return atomic_exchange(&P.rate, bytes < 0 ? 0 : bytes);
+  int64_t old = atomic_exchange(&P.rate, bytes < 0 ? 0 : bytes);
+  atomic_fetch_add(&P.gen, 1); /* mutators redraw at the next cycle */
+  return old;
 }
 
 int64_t gc_mem_profile_rate(void) { return atomic_load(&P.rate); }
@@ -133,6 +136,7 @@ void gc__memprof_mutator_init(gc_mutator_t *m) {
   m->rng = (bc_now_mono_ns() ^ ((uint64_t)(m->id + 1) * 0x9E3779B97F4A7C15ull)) |
            1;
   m->labels = NULL;
+  m->prof_gen = atomic_load(&P.gen);
   m->next_sample = next_sample(m);
 }
 
@@ -293,6 +297,15 @@ void gc__memprof_next_cycle(void) {
   pthread_mutex_lock(&P.mu);
   P.cycle++;
   pthread_mutex_unlock(&P.mu);
+  /* the world is stopped: a rate changed since a mutator drew its
+   * distance to the next sample takes effect now (rate 0 had left it at
+   * INT64_MAX, which would never run out) */
+  uint64_t gen = atomic_load(&P.gen);
+  for (gc_mutator_t *m = gc__heap.mutators; m; m = m->next)
+    if (m->prof_gen != gen) {
+      m->prof_gen = gen;
+      m->next_sample = next_sample(m);
+    }
 }
 
 void gc__memprof_post_sweep(void) {

@@ -167,5 +167,42 @@ go tool pprof -top "$TMP/req.pb.gz" >/dev/null 2>"$TMP/req.err"
 grep -qi "main binary" "$TMP/req.err" && fail "pprof: $(cat "$TMP/req.err")" || ok "pprof reads the requests profile without a notice"
 kill "$STALL" 2>/dev/null; wait "$STALL" 2>/dev/null
 
+# ---- the sampling rate, live (runtime.MemProfileRate) ---------------------------------
+# sampled allocations so far: the [alloc_objects: ...] of the text form's
+# header, as of a cycle run first
+allocs_now() {
+  acurl "$ADMIN/debug/pprof/heap?gc=1&debug=1" | sed -n '1s/^heap profile: [0-9]*: [0-9]* \[\([0-9]*\): .*/\1/p'
+}
+put_n() { # PREFIX N: N PUTs of 4 KiB
+  python3 - "$DATA" "$1" "$2" <<'PY'
+import http.client, sys
+host, port = sys.argv[1].split("//")[1].split(":")
+c = http.client.HTTPConnection(host, int(port), timeout=10)
+for i in range(int(sys.argv[3])):
+    c.request("PUT", "/v1/buffers/%s/k%d" % (sys.argv[2], i), b"r" * 4096)
+    r = c.getresponse(); r.read()
+    assert r.status in (201, 204), r.status
+PY
+}
+check "GET /debug/mem-profile-rate: the flag's value" 16384 "$(acurl "$ADMIN/debug/mem-profile-rate")"
+check "PUT 0 answers the previous rate" 16384 "$(acurl -X PUT --data 0 "$ADMIN/debug/mem-profile-rate")"
+check "the rate is now 0" 0 "$(acurl "$ADMIN/debug/mem-profile-rate")"
+acurl -X POST -o /dev/null "$ADMIN/debug/gc" # every worker takes the rate at a cycle
+a0="$(allocs_now)"
+put_n quiet 200
+a1="$(allocs_now)"
+[[ -n "$a0" && "$a1" == "$a0" ]] && ok "rate 0: 200 PUTs, no new sample ($a0)" || fail "rate 0: sampled allocations $a0 -> $a1"
+check "PUT 1 (every allocation) answers 0" 0 "$(acurl -X PUT --data 1 "$ADMIN/debug/mem-profile-rate")"
+acurl -X POST -o /dev/null "$ADMIN/debug/gc"
+put_n every 50
+a2="$(allocs_now)"
+[[ -n "$a2" && "$a2" -ge $((a1 + 50)) ]] && ok "rate 1: 50 PUTs, at least 50 samples ($a1 -> $a2)" || fail "rate 1: $a1 -> $a2"
+check "sizes with units" 1 "$(acurl -X PUT --data 512KiB "$ADMIN/debug/mem-profile-rate")"
+check "GET after 512KiB" 524288 "$(acurl "$ADMIN/debug/mem-profile-rate")"
+check "junk: 400" 400 "$(status PUT "$ADMIN/debug/mem-profile-rate" -H "Authorization: Bearer $TOKEN" --data lots)"
+check "over 1 TiB: 400" 400 "$(status PUT "$ADMIN/debug/mem-profile-rate" -H "Authorization: Bearer $TOKEN" --data 2TiB)"
+check "POST: 405" 405 "$(status POST "$ADMIN/debug/mem-profile-rate" -H "Authorization: Bearer $TOKEN")"
+check "without the token: 401" 401 "$(status GET "$ADMIN/debug/mem-profile-rate")"
+
 stop_server
 finish

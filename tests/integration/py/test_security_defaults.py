@@ -86,7 +86,8 @@ def listeners():
     try:
         for m, p in [(b"GET", b"/debug/memstats"), (b"GET", b"/debug/vars"), (b"POST", b"/debug/gc"),
                      (b"POST", b"/debug/freeosmemory"), (b"PUT", b"/debug/memory-limit"),
-                     (b"PUT", b"/debug/gc-percent"), (b"GET", b"/debug/pprof/heap"),
+                     (b"PUT", b"/debug/gc-percent"), (b"PUT", b"/debug/mem-profile-rate"),
+                     (b"GET", b"/debug/pprof/heap"),
                      (b"GET", b"/debug/pprof/"), (b"GET", b"/debug/dashboard"),
                      (b"POST", b"/debug/fault")]:
             st = status(srv.port, req(m, p))
