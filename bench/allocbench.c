@@ -32,7 +32,7 @@
  *   allocbench --alloc gc|malloc [--threads 1] [--ring 100000]
  *              [--objects 5000000] [--warmup N] [--min 64] [--max 65536]
  *              [--seed 42] [--gc-percent 100] [--limit-mib 16384]
- *              [--safepoint-every 64]
+ *              [--safepoint-every 64] [--mem-profile-rate B (default 512 KiB)]
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -61,9 +61,10 @@ static struct {
   int gc_percent;
   uint64_t limit_mib;
   unsigned safepoint_every;
+  long long mem_profile_rate; /* -1: the heap's default */
 } O = {.threads = 1, .ring = 100000, .objects = 5000000, .warmup = UINT64_MAX,
        .min = 64, .max = 65536, .seed = 42, .gc_percent = 100,
-       .limit_mib = 16384, .safepoint_every = 64};
+       .limit_mib = 16384, .safepoint_every = 64, .mem_profile_rate = -1};
 
 static uint32_t *sizes;
 static pthread_barrier_t bar;
@@ -229,7 +230,7 @@ static void usage(void) {
   fprintf(stderr, "usage: allocbench --alloc gc|malloc [--threads T] "
                   "[--ring R] [--objects N] [--warmup N] [--min B] [--max B] "
                   "[--seed S] [--gc-percent P] [--limit-mib M] "
-                  "[--safepoint-every K]\n");
+                  "[--safepoint-every K] [--mem-profile-rate B]\n");
   exit(2);
 }
 
@@ -262,6 +263,8 @@ int main(int argc, char **argv) {
       O.limit_mib = strtoull(v, NULL, 10);
     else if (!strcmp(a, "--safepoint-every"))
       O.safepoint_every = (unsigned)atoi(v);
+    else if (!strcmp(a, "--mem-profile-rate"))
+      O.mem_profile_rate = atoll(v);
     else
       usage();
   }
@@ -306,6 +309,8 @@ int main(int argc, char **argv) {
       fprintf(stderr, "allocbench: gc_init/gc_start failed\n");
       return 1;
     }
+    if (O.mem_profile_rate >= 0) /* before any mutator draws a sample */
+      gc_set_mem_profile_rate(O.mem_profile_rate);
     gc_register_roots(GC_ROOTS_STW, scan_rings, NULL);
   }
 

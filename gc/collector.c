@@ -530,15 +530,18 @@ static bool sweep_should_release(bool requested) {
 }
 
 /* ---- background pacing ------------------------------------------------------
- * Concurrent marking and sweeping run on the collector thread. When that
+ * Concurrent marking runs on the collector thread. When that
  * thread competes with running mutators for too few CPUs (the server
  * pinned to one core, or as many busy workers as CPUs), every millisecond
  * it runs is a millisecond a worker does not serve. Go answers with a fixed
  * 25% of GOMAXPROCS for background marking; here the collector keeps its
- * share of a contended CPU to GC_BG_SHARE_PCT while it marks and sweeps,
- * so requests keep >= 90% of their rate during a cycle. It sleeps between
- * units of work (a shard, a sweep batch: tens of microseconds) just long
- * enough that its CPU time stays under that share of the time elapsed.
+ * share of a contended CPU to GC_BG_SHARE_PCT while it marks, so requests
+ * keep >= 90% of their rate meanwhile. It sleeps between units of work (a
+ * shard: tens of microseconds) just long enough that its CPU time stays
+ * under that share of the time elapsed. The sweep is not held back: the
+ * trigger waits for the sweep's end (heap_alloc counts unswept garbage), so
+ * a slow sweep would let the heap outgrow its GOGC goal; Go's answer is a
+ * heap-live counter reset at mark termination, the next step here.
  * With a CPU to spare (fewer running mutators than CPUs) it runs flat out.
  * It never holds back when an allocation waits for the cycle (the memory
  * limit) or in-use memory passes 75% of the limit: then finishing the cycle
@@ -664,7 +667,7 @@ static void run_cycle(bool forced, bool requested, bool urgent) {
 
   /* 4. sweep */
   while (gc__sweep_one())
-    bg_pace();
+    ;
   /* the allocation profile now shows this cycle (memprof.c) */
   gc__memprof_post_sweep();
   uint64_t t4 = bc_now_mono_ns();

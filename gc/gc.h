@@ -256,7 +256,7 @@ typedef struct gc_stats {
    * reuse (gc/heap.c, "Emptied spans"); part of heap_inuse */
   uint64_t heap_empty;
   /* nanoseconds the collector slept to leave a contended CPU to running
-   * mutators while marking or sweeping (collector.c, "background pacing") */
+   * mutators while marking (collector.c, "background pacing") */
   uint64_t pace_sleep_ns;
   int nclasses;
   gc_size_stats_t by_size[GC_MAX_CLASSES];

@@ -741,7 +741,8 @@ void gc__mcache_flush(gc_mutator_t *m) {
 
 /* A swept span of class cls with a free slot from the central lists,
  * sweeping unswept spans on the way (lazy sweep); NULL if there is none. */
-static gc_span_t *central_take(gc_central_t *ce) {
+static gc_span_t *central_take(gc_central_t *ce, int cls) {
+  sweep_tally_t t = {0}; /* what the lazy sweep below finds, added once */
   pthread_mutex_lock(&ce->lock);
   gc_span_t *s = list_pop(&ce->partial);
   while (!s) {
@@ -750,7 +751,7 @@ static gc_span_t *central_take(gc_central_t *ce) {
       break;
     pthread_mutex_unlock(&ce->lock);
     bool empty;
-    gc__sweep_span(u, &empty);
+    sweep_span(u, &empty, &t);
     if (empty) {
       gc__free_pages(u);
       pthread_mutex_lock(&ce->lock);
@@ -763,6 +764,7 @@ static gc_span_t *central_take(gc_central_t *ce) {
       list_push(&ce->full, u, LIST_FULL);
   }
   pthread_mutex_unlock(&ce->lock);
+  tally_flush(cls, &t);
   if (s && s->alloccount == 0) /* an emptied span, kept: in use again */
     atomic_fetch_sub(&gc__heap.heap_empty, (uint64_t)s->npages * GC_PAGE_SIZE);
   return s;
@@ -799,7 +801,7 @@ static BC_NOINLINE gc_span_t *refill(gc_mutator_t *m, int cls, int *err) {
     uint64_t next = atomic_load_explicit(&h->next_gc, memory_order_relaxed);
     if (atomic_load_explicit(&h->heap_alloc, memory_order_relaxed) >= next)
       gc__trigger();
-    s = central_take(ce);
+    s = central_take(ce, cls);
     if (s)
       break;
     if (under_limit(h, bytes)) {
