@@ -36,6 +36,8 @@ static gc_mutator_t *M;
 static _Atomic int units_done;
 static _Atomic bool spin_stop;
 static _Atomic bool spinning;
+static pthread_t spin_thread;
+static bool spin_started;
 
 static uint64_t thread_cpu_ns(void) {
   struct timespec ts;
@@ -109,8 +111,17 @@ static int setup(void **state) {
   return M ? 0 : -1;
 }
 
+static void spinner_stop(void) {
+  if (!spin_started)
+    return;
+  atomic_store(&spin_stop, true);
+  pthread_join(spin_thread, NULL);
+  spin_started = false;
+}
+
 static int teardown(void **state) {
   (void)state;
+  spinner_stop(); /* also after a failed assertion */
   gc_mutator_free(M);
   gc_stop();
   gc_close();
@@ -123,21 +134,28 @@ static void test_pacing(void **state) {
   assert_int_equal(cycle_sleep(), 0);
 
   /* 2. a running mutator on the collector's only CPU */
-  pthread_t t;
-  assert_int_equal(pthread_create(&t, NULL, spinner, NULL), 0);
+  assert_int_equal(pthread_create(&spin_thread, NULL, spinner, NULL), 0);
+  spin_started = true;
   while (!atomic_load(&spinning))
     sched_yield();
   assert_true(cycle_sleep() > 0);
 
-  /* 3. the same, but in-use memory over 75% of the limit */
-  gc_stats_t *st = stats();
-  uint64_t used = st->heap_inuse + st->other_sys + st->gc_sys;
-  uint64_t old = gc_set_memory_limit(used + used / 10);
+  /* 3. the same, but in-use memory over 75% of the limit: 4 MiB of
+   * objects (garbage, but in use until the cycle's sweep) and a limit just
+   * above the heap's in-use pages, whatever else counts against it */
+  gc_mutator_unpark(M);
+  for (int i = 0; i < 64; i++) {
+    int err;
+    assert_non_null(gc_alloc(M, 64 * 1024, &err));
+  }
+  gc_mutator_park(M);
+  uint64_t inuse = stats()->heap_inuse;
+  assert_true(inuse >= 4u << 20);
+  uint64_t old = gc_set_memory_limit(inuse + inuse / 10);
   assert_int_equal(cycle_sleep(), 0);
   gc_set_memory_limit(old);
 
-  atomic_store(&spin_stop, true);
-  pthread_join(t, NULL);
+  spinner_stop();
 }
 
 int main(void) {
