@@ -179,13 +179,15 @@ gc_mutator_t *gc_mutator_new(void) {
     return NULL;
   }
   m->id = h->next_mutator_id++;
+  /* its sampler state before a stop can see it (mark termination redraws
+   * next_sample for every listed mutator) */
+  gc__memprof_mutator_init(m);
   m->next = h->mutators;
   h->mutators = m;
   h->nmutators++;
   atomic_store(&h->slots[m->id], m);
   atomic_fetch_add(&h->meta_sys, sizeof(*m));
   pthread_mutex_unlock(&h->mutators_lock);
-  gc__memprof_mutator_init(m);
   return m;
 }
 
@@ -589,7 +591,8 @@ static void bg_pace(void) {
     return;
   uint64_t cpu = bc_thread_cpu_ns(), now = bc_now_mono_ns();
   uint64_t used = atomic_load(&h->heap_inuse) + gc__offheap();
-  if (used >= atomic_load(&h->memory_limit) / 100 * 75) {
+  if (used >= atomic_load(&h->memory_limit) / 100 * 75 ||
+      atomic_load(&h->limit_waiters)) {
     bg.on = false; /* behind: no more holding back this cycle */
     return;
   }
@@ -610,9 +613,11 @@ static void bg_pace(void) {
   atomic_fetch_add(&gc__heap.pace_sleep_ns, d);
 }
 
+static _Thread_local bool on_collector; /* set by collector_main */
+
 void gc_scan_pace(void) {
   gc_heap_t *h = &gc__heap;
-  if (h->running && pthread_equal(pthread_self(), h->thread) &&
+  if (on_collector &&
       atomic_load_explicit(&h->phase, memory_order_relaxed) == PHASE_MARK)
     bg_pace();
 }
@@ -723,6 +728,7 @@ static void run_cycle(bool forced, bool requested, bool urgent) {
 static void *collector_main(void *arg) {
   (void)arg;
   gc_heap_t *h = &gc__heap;
+  on_collector = true;
   if (gc__thread_start_hook)
     gc__thread_start_hook("gc");
   pthread_mutex_lock(&h->cycle_mu);
@@ -750,7 +756,9 @@ static void *collector_main(void *arg) {
     atomic_store(&h->cycle_pending, 0);
     pthread_mutex_unlock(&h->cycle_mu);
     pthread_mutex_lock(&h->run_mu);
+    atomic_store(&h->cycle_active, 1);
     run_cycle(forced, requested, urgent);
+    atomic_store(&h->cycle_active, 0);
     pthread_mutex_unlock(&h->run_mu);
     pthread_mutex_lock(&h->cycle_mu);
     h->cycles_done = h->cycles_started;
@@ -764,7 +772,10 @@ static void *collector_main(void *arg) {
 
 void gc__trigger(void) {
   gc_heap_t *h = &gc__heap;
-  if (atomic_load_explicit(&h->cycle_pending, memory_order_relaxed))
+  /* a trigger is queued, or a cycle runs (it ignores triggers, below):
+   * nothing to do, and no lock taken on every refill meanwhile */
+  if (atomic_load_explicit(&h->cycle_pending, memory_order_relaxed) ||
+      atomic_load_explicit(&h->cycle_active, memory_order_relaxed))
     return;
   if (atomic_load(&h->gc_percent) == GC_PERCENT_OFF &&
       atomic_load(&h->heap_inuse) < atomic_load(&h->memory_limit) / 100 * 95)
@@ -817,7 +828,9 @@ bool gc__collect_for_limit(gc_mutator_t *m, size_t need) {
   gc_heap_t *h = &gc__heap;
   if (need > atomic_load(&h->memory_limit) || !h->running)
     return false;
+  atomic_fetch_add(&h->limit_waiters, 1); /* a running cycle stops pacing */
   gc_collect_reason(m, false);
+  atomic_fetch_sub(&h->limit_waiters, 1);
   return true;
 }
 
@@ -914,6 +927,7 @@ void gc_read_stats(gc_stats_t *st) {
   st->heap_marked_objects = atomic_load(&h->live_objects);
   st->heap_empty = atomic_load(&h->heap_empty);
   st->pace_sleep_ns = atomic_load(&h->pace_sleep_ns);
+  st->limit_used = atomic_load(&h->heap_inuse) + gc__offheap();
   st->gc_percent = atomic_load(&h->gc_percent);
   st->enable_gc = st->gc_percent != GC_PERCENT_OFF;
   st->memory_limit = atomic_load(&h->memory_limit);

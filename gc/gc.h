@@ -186,10 +186,9 @@ void gc_pool_put(gc_mutator_t *m, gc_pool_t *p, void *obj);
 #define GC_MEMPROF_DEFAULT_RATE (512 * 1024)
 #define GC_MEMPROF_MAX_STACK 32
 /* Bytes per sample: 0 turns sampling off, 1 samples every allocation.
- * Takes effect for mutators attached afterwards (set it at start-up, after
- * gc_init). Returns the previous value. */
-/* Sets the rate; returns the previous one. Mutators take the new rate at
- * the next cycle's second pause (each has drawn its next sample already). */
+ * Returns the previous value. Mutators attached afterwards start with it;
+ * the others take it at the next cycle's second pause (each has drawn its
+ * distance to the next sample already). */
 int64_t gc_set_mem_profile_rate(int64_t bytes);
 int64_t gc_mem_profile_rate(void);
 /* Labels current on m (borrowed, opaque to the heap; NULL for none): every
@@ -258,6 +257,9 @@ typedef struct gc_stats {
   /* nanoseconds the collector slept to leave a contended CPU to running
    * mutators while marking (collector.c, "background pacing") */
   uint64_t pace_sleep_ns;
+  /* what the soft limit is compared with: in-use heap pages plus GC
+   * metadata, the libc heap and the rest of RSS (sampled) */
+  uint64_t limit_used;
   int nclasses;
   gc_size_stats_t by_size[GC_MAX_CLASSES];
   int npools;

@@ -143,6 +143,9 @@ enum gc_phase { PHASE_OFF = 0, PHASE_MARK = 1, PHASE_SWEEP = 2 };
 
 /* The heap: all module state in one struct (SQLite's mem5 habit). */
 typedef struct gc_heap {
+  /* first: cache-line aligned, so nothing pads the struct before it */
+  gc_central_t central[GC_MAX_CLASSES];
+
   /* address space: [base, base+reserved) reserved PROT_NONE;
    * [base, base+committed) read-write; pages below 'grown' handed out once */
   uintptr_t base;
@@ -160,8 +163,6 @@ typedef struct gc_heap {
   gc_span_t *slabs;            /* slabs of span structs, for gc_close */
   _Atomic uint64_t span_structs;       /* allocated span structs */
   _Atomic uint64_t span_structs_inuse;
-
-  gc_central_t central[GC_MAX_CLASSES];
 
   /* accounting, bytes; atomics so readers need no lock */
   _Atomic uint64_t heap_alloc;   /* in allocated or mcache-held slots */
@@ -209,35 +210,36 @@ typedef struct gc_heap {
   uint64_t cycles_done;       /* cycle_mu */
   uint64_t cycles_started;    /* cycle_mu */
   _Atomic int cycle_pending;  /* a trigger is waiting for the collector */
-  bool forced_pending;        /* cycle_mu */
-  bool release_pending;       /* cycle_mu: a cycle someone waits for */
-  bool urgent_pending;        /* cycle_mu: an allocation waits (the limit) */
+  _Atomic int cycle_active;   /* a cycle runs (set and cleared by the collector) */
+  _Atomic int limit_waiters;  /* allocations parked over the limit for a cycle */
   /* this cycle's sweep gives every emptied span back to the page heap, not
    * only those that stayed empty for a whole cycle (heap.c, "Emptied
    * spans"); set under STW at mark termination */
   _Atomic int sweep_release;
+  /* (the 4-byte fields of the struct sit together here, the flags at its
+   * end: clang-tidy's padding check) */
+  _Atomic int gc_percent;       /* pacing */
+  int nprocs;
+  int nroots, nhooks;           /* roots[], hooks[] below */
+  _Atomic int npools;           /* pools[] below */
+  bool forced_pending;        /* cycle_mu */
+  bool release_pending;       /* cycle_mu: a cycle someone waits for */
+  bool urgent_pending;        /* cycle_mu: an allocation waits (the limit) */
   bool stopping;              /* cycle_mu */
-  bool running;
   pthread_t thread;
 
   /* pacing */
   _Atomic uint64_t next_gc;
   _Atomic uint64_t heap_live;   /* after the last sweep */
-  _Atomic int gc_percent;
   _Atomic uint64_t memory_limit;
   _Atomic uint64_t live_objects;
-  bool gctrace;
-  int nprocs;
 
   roots_entry_t roots[GC_MAX_ROOTS];
-  int nroots;
   struct { void (*fn)(void *); void *arg; } hooks[GC_MAX_HOOKS];
-  int nhooks;
   gc_finalizer_fn finalizer;
   void (*pressure)(uint64_t budget);
   void (*observer)(const gc_cycle_info_t *info);
   gc_pool_t *pools[GC_MAX_POOLS];
-  _Atomic int npools;
 
   /* stats written by the collector thread (stats_mu for readers) */
   pthread_mutex_t stats_mu;
@@ -262,6 +264,8 @@ typedef struct gc_heap {
    * where a division would cost ~25 cycles on every mark (Go's divMagic;
    * 48 bits, not 32, because spans here reach 128 KiB of 64 KiB objects) */
   uint64_t class_divmul[GC_MAX_CLASSES];
+  bool running; /* gc_start, gc_stop */
+  bool gctrace;
   uint8_t size_to_class8[1024 / 8 + 1];      /* sizes <= 1024, by 8 */
   /* sizes above 1024, by 64: every class there is a multiple of 64 */
   uint8_t size_to_class64[(GC_MAX_SMALL - 1024) / 64 + 1];

@@ -71,6 +71,18 @@ static void list_push(span_list_t *l, gc_span_t *s, int which) {
   s->onlist = (uint8_t)which;
 }
 
+static void list_push_tail(span_list_t *l, gc_span_t *s, int which) {
+  s->next = NULL;
+  s->prev = l->tail;
+  if (l->tail)
+    l->tail->next = s;
+  else
+    l->head = s;
+  l->tail = s;
+  l->n++;
+  s->onlist = (uint8_t)which;
+}
+
 static void list_remove(span_list_t *l, gc_span_t *s) {
   if (s->prev)
     s->prev->next = s->next;
@@ -478,11 +490,17 @@ static gc_span_t *span_alloc(size_t npages, int state, int *err) {
   return s;
 }
 
-/* The soft limit would be crossed by bytes more: run a cycle (which also
- * evicts down to the live budget) unless this is the last try. Returns
- * whether the caller should look for room again. Over the limit for good:
+static uint64_t release_kept_empty(void);
+
+/* The soft limit would be crossed by bytes more: free the emptied spans
+ * kept for their classes, if any; else run a cycle (which also evicts down
+ * to the live budget) unless this is the last try. Returns whether the
+ * caller should look for room again. Over the limit for good:
  * *err = BC_ELIMIT. */
 static bool make_room(gc_mutator_t *m, size_t bytes, int tries, int *err) {
+  if (atomic_load_explicit(&gc__heap.heap_empty, memory_order_relaxed) &&
+      release_kept_empty())
+    return true;
   if (tries < 3 && m && gc__collect_for_limit(m, bytes))
     return true;
   *err = BC_ELIMIT;
@@ -606,9 +624,41 @@ static bool sweep_large(gc_span_t *s) {
  * its next sweep too, with had == 0: that sweep frees it. Cycles someone
  * waits for, and cycles near the soft limit, free every emptied span
  * (collector.c sweep_should_release), so gc_collect and freeosmemory
- * return all the memory they can, and the limit never waits on a retained
- * span. mimalloc keeps emptied pages with their thread for the same
- * reason. */
+ * return all the memory they can; an allocation the limit refuses frees
+ * the kept spans (release_kept_empty) before it asks for a cycle. Kept
+ * spans go to the tail of the partial list, so partly used spans fill
+ * first and an unneeded empty one ages out. mimalloc keeps emptied pages
+ * with their thread for the same reason. */
+
+/* Frees every kept empty span (alloccount 0 on a partial list; they sit at
+ * the tails) back to the page heap: an allocation over the limit wants the
+ * pages now, not after a cycle. Returns the bytes freed. */
+static uint64_t release_kept_empty(void) {
+  gc_heap_t *h = &gc__heap;
+  uint64_t freed = 0;
+  for (int c = 1; c < h->nclasses; c++) {
+    gc_central_t *ce = &h->central[c];
+    span_list_t out = {0};
+    pthread_mutex_lock(&ce->lock);
+    while (ce->partial.tail && ce->partial.tail->alloccount == 0) {
+      gc_span_t *s = ce->partial.tail;
+      list_remove(&ce->partial, s);
+      list_push(&out, s, LIST_NONE);
+    }
+    pthread_mutex_unlock(&ce->lock);
+    if (!out.head)
+      continue;
+    pthread_mutex_lock(&h->lock);
+    for (gc_span_t *s; (s = list_pop(&out));) {
+      uint64_t bytes = (uint64_t)s->npages * GC_PAGE_SIZE;
+      atomic_fetch_sub(&h->heap_empty, bytes);
+      freed += bytes;
+      free_pages_locked(h, s);
+    }
+    pthread_mutex_unlock(&h->lock);
+  }
+  return freed;
+}
 
 /* STW: every in-use span becomes unswept, in O(classes): the lists are
  * spliced, not walked. mcaches were flushed already. */
@@ -633,7 +683,10 @@ void gc__sweep_prepare(void) {
 static bool place_swept_locked(gc_central_t *ce, gc_span_t *s, bool empty) {
   if (empty)
     return true;
-  if (s->alloccount < s->nelems)
+  if (s->alloccount == 0) /* kept empty: after the partly used ones, so
+                           * those fill up first and this one may age out */
+    list_push_tail(&ce->partial, s, LIST_PARTIAL);
+  else if (s->alloccount < s->nelems)
     list_push(&ce->partial, s, LIST_PARTIAL);
   else
     list_push(&ce->full, s, LIST_FULL);
@@ -657,7 +710,12 @@ bool gc__sweep_one(void) {
     bool empty[SWEEP_BATCH];
     int n = 0, nfree = 0;
     pthread_mutex_lock(&ce->lock);
-    while (n < SWEEP_BATCH && (s = list_pop(&ce->unswept)))
+    /* at most half of what is left (at least one), so a mutator short of
+     * this class still finds unswept spans to sweep itself */
+    size_t take = (ce->unswept.n + 1) / 2;
+    if (take > SWEEP_BATCH)
+      take = SWEEP_BATCH;
+    while ((size_t)n < take && (s = list_pop(&ce->unswept)))
       batch[n++] = s;
     pthread_mutex_unlock(&ce->lock);
     if (!n)

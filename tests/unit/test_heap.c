@@ -941,6 +941,19 @@ static void test_emptied_spans(void **state) {
   expect_verified();
   assert_true(st3.heap_empty < st1.heap_empty);
 
+  /* 3b. an allocation the limit refuses: the kept spans go first, no
+   * cycle runs for it */
+  gc_stats_t st3b = *stats();
+  assert_true(st3b.heap_empty >= MIB);
+  uint64_t lim0 = gc_set_memory_limit(st3b.limit_used + 128 * KIB);
+  void *big = alloc_ok(st3b.heap_empty / 2); /* > 64 KiB: new pages */
+  (void)big;
+  gc_stats_t *st3c = stats();
+  assert_int_equal(st3c->num_gc, st3b.num_gc);
+  assert_int_equal(st3c->heap_empty, 0);
+  gc_set_memory_limit(lim0);
+  expect_verified();
+
   /* 4. a forced cycle frees every emptied span */
   assert_int_equal(gc_set_percent(GC_PERCENT_OFF), 100);
   cycle();
