@@ -136,7 +136,7 @@ static gc_span_t *list_pop(span_list_t *l) {
  * objects), 9.8% at worst (7,424 B); the old rule (fewest pages with a tail
  * under 1/8) left up to 15.5% near 1 KiB. */
 #define SPAN_MAX_PAGES 8
-#define SPAN_MAX_PAGES_BIG 16 /* classes above 8 KiB: room for two or more */
+#define SPAN_MAX_PAGES_BIG 32 /* classes above 8 KiB: 4-24 objects a span */
 
 static void init_classes(gc_heap_t *h) {
   int n = 1;
