@@ -260,6 +260,19 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
   return w->handler->access(c, first, url, method, upload, upload_size);
 }
 
+/* A safepoint as each connection opens or closes: MHD_run accepts every
+ * pending connection in one go (a pool and a socket each), without a
+ * handler call in between, when many clients connect at once. */
+static void on_connection(void *cls, struct MHD_Connection *conn,
+                          void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe) {
+  (void)conn;
+  (void)socket_context;
+  (void)toe;
+  srv_worker_t *w = cls;
+  gc_mutator_safepoint(w->mut);
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn,
                          void **con_cls, enum MHD_RequestTerminationCode toe) {
   (void)conn;
@@ -548,6 +561,7 @@ static void worker_main(void *arg) {
       (unsigned int)((S.cfg.idle_timeout_ns + 999999999) / 1000000000),
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)S.cfg.conn_memory,
       MHD_OPTION_NOTIFY_COMPLETED, on_completed, w,
+      MHD_OPTION_NOTIFY_CONNECTION, on_connection, w,
       MHD_OPTION_UNESCAPE_CALLBACK, unescape_none, NULL,
       MHD_OPTION_URI_LOG_CALLBACK, srv__uri_seen, NULL,
       MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
