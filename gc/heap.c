@@ -498,8 +498,11 @@ static uint64_t release_kept_empty(void);
  * caller should look for room again. Over the limit for good:
  * *err = BC_ELIMIT. */
 static bool make_room(gc_mutator_t *m, size_t bytes, int tries, int *err) {
+  /* the kept spans first; a try that they do not settle still runs its
+   * cycle (each of the three tries must be a cycle, or the limit could
+   * fail an allocation a cycle would have made room for) */
   if (atomic_load_explicit(&gc__heap.heap_empty, memory_order_relaxed) &&
-      release_kept_empty())
+      release_kept_empty() && under_limit(&gc__heap, bytes))
     return true;
   if (tries < 3 && m && gc__collect_for_limit(m, bytes))
     return true;
