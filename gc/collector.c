@@ -526,9 +526,8 @@ static void gctrace(uint64_t n, uint64_t start, uint64_t p1, uint64_t mark,
  * soft limit. Otherwise emptied spans stay with their class for a cycle
  * (heap.c, "Emptied spans"). */
 static bool sweep_should_release(bool requested) {
-  gc_heap_t *h = &gc__heap;
-  uint64_t used = atomic_load(&h->heap_inuse) + gc__offheap();
-  return requested || used >= atomic_load(&h->memory_limit) / 100 * 80;
+  uint64_t lim = atomic_load(&gc__heap.memory_limit);
+  return requested || gc__limit_used() >= lim / 100 * 80;
 }
 
 /* ---- background pacing ------------------------------------------------------
@@ -540,19 +539,19 @@ static bool sweep_should_release(bool requested) {
  * share of a contended CPU to GC_BG_SHARE_PCT while it marks, so requests
  * keep >= 90% of their rate meanwhile. It sleeps between units of work (a
  * shard: tens of microseconds) just long enough that its CPU time stays
- * under that share of the time elapsed. The sweep is not held back: the
- * trigger waits for the sweep's end (heap_alloc counts unswept garbage), so
- * a slow sweep would let the heap outgrow its GOGC goal; Go's answer is a
- * heap-live counter reset at mark termination, the next step here.
- * With a CPU to spare (fewer running mutators than CPUs) it runs flat out.
- * It never holds back when an allocation waits for the cycle (the memory
- * limit) or in-use memory passes 75% of the limit: then finishing the cycle
- * is what serves requests. Collector thread only. */
+ * under that share of the time elapsed. With a CPU to spare (fewer running
+ * mutators than CPUs) it runs flat out. It never holds back when an
+ * allocation waits for the cycle (limit_waiters) or in-use memory passes
+ * 75% of the limit: then finishing the cycle is what serves requests.
+ * The sweep is not held back: the trigger waits for the sweep's end
+ * (heap_alloc counts unswept garbage), so a slow sweep would let the heap
+ * outgrow its GOGC goal; Go's answer is a heap-live counter reset at mark
+ * termination, the next step here. Collector thread only. */
 #define GC_BG_SHARE_PCT 5
 #define GC_BG_MAX_SLEEP_NS 2000000ull
 
 static struct {
-  bool on;         /* this cycle may hold back */
+  bool on;         /* concurrent marking, and it may still hold back */
   int cpus;        /* CPUs this process may run on */
   uint64_t cpu0, wall0;
 } bg;
@@ -566,8 +565,8 @@ static int cpus_available(void) {
   return n > 0 ? n : 1;
 }
 
-static void bg_begin(bool urgent) {
-  bg.on = !urgent;
+static void bg_begin(void) {
+  bg.on = true;
   bg.cpus = cpus_available();
   bg.cpu0 = bc_thread_cpu_ns();
   bg.wall0 = bc_now_mono_ns();
@@ -590,8 +589,7 @@ static void bg_pace(void) {
   if (!bg.on)
     return;
   uint64_t cpu = bc_thread_cpu_ns(), now = bc_now_mono_ns();
-  uint64_t used = atomic_load(&h->heap_inuse) + gc__offheap();
-  if (used >= atomic_load(&h->memory_limit) / 100 * 75 ||
+  if (gc__limit_used() >= atomic_load(&h->memory_limit) / 100 * 75 ||
       atomic_load(&h->limit_waiters)) {
     bg.on = false; /* behind: no more holding back this cycle */
     return;
@@ -615,14 +613,13 @@ static void bg_pace(void) {
 
 static _Thread_local bool on_collector; /* set by collector_main */
 
+/* bg.on is true only during the concurrent mark (run_cycle) */
 void gc_scan_pace(void) {
-  gc_heap_t *h = &gc__heap;
-  if (on_collector &&
-      atomic_load_explicit(&h->phase, memory_order_relaxed) == PHASE_MARK)
+  if (on_collector)
     bg_pace();
 }
 
-static void run_cycle(bool forced, bool requested, bool urgent) {
+static void run_cycle(bool forced, bool requested) {
   gc_heap_t *h = &gc__heap;
   uint64_t cpu0 = bc_thread_cpu_ns();
   sample_other_sys();
@@ -648,11 +645,12 @@ static void run_cycle(bool forced, bool requested, bool urgent) {
       h->roots[i].fn(h->roots[i].arg);
   uint64_t t1 = stw_end();
 
-  /* 2. concurrent mark */
-  bg_begin(urgent);
+  /* 2. concurrent mark (paced: gc_scan_pace) */
+  bg_begin();
   for (int i = 0; i < h->nroots; i++)
     if (h->roots[i].kind == GC_ROOTS_CONCURRENT)
       h->roots[i].fn(h->roots[i].arg);
+  bg.on = false;
   uint64_t t2 = bc_now_mono_ns();
 
   /* 3. mark termination: stop the world */
@@ -751,13 +749,12 @@ static void *collector_main(void *arg) {
       break;
     h->cycles_started++;
     bool forced = h->forced_pending, requested = h->release_pending;
-    bool urgent = h->urgent_pending;
-    h->forced_pending = h->release_pending = h->urgent_pending = false;
+    h->forced_pending = h->release_pending = false;
     atomic_store(&h->cycle_pending, 0);
     pthread_mutex_unlock(&h->cycle_mu);
     pthread_mutex_lock(&h->run_mu);
     atomic_store(&h->cycle_active, 1);
-    run_cycle(forced, requested, urgent);
+    run_cycle(forced, requested);
     atomic_store(&h->cycle_active, 0);
     pthread_mutex_unlock(&h->run_mu);
     pthread_mutex_lock(&h->cycle_mu);
@@ -810,8 +807,6 @@ static void gc_collect_reason(gc_mutator_t *m, bool forced) {
     h->cycles_requested = want;
   if (forced)
     h->forced_pending = true;
-  else
-    h->urgent_pending = true; /* an allocation over the limit waits */
   h->release_pending = true;
   pthread_cond_signal(&h->cycle_cv);
   while (!h->stopping && h->cycles_done < want)
@@ -927,7 +922,7 @@ void gc_read_stats(gc_stats_t *st) {
   st->heap_marked_objects = atomic_load(&h->live_objects);
   st->heap_empty = atomic_load(&h->heap_empty);
   st->pace_sleep_ns = atomic_load(&h->pace_sleep_ns);
-  st->limit_used = atomic_load(&h->heap_inuse) + gc__offheap();
+  st->limit_used = gc__limit_used();
   st->gc_percent = atomic_load(&h->gc_percent);
   st->enable_gc = st->gc_percent != GC_PERCENT_OFF;
   st->memory_limit = atomic_load(&h->memory_limit);

@@ -224,7 +224,6 @@ typedef struct gc_heap {
   _Atomic int npools;           /* pools[] below */
   bool forced_pending;        /* cycle_mu */
   bool release_pending;       /* cycle_mu: a cycle someone waits for */
-  bool urgent_pending;        /* cycle_mu: an allocation waits (the limit) */
   bool stopping;              /* cycle_mu */
   pthread_t thread;
 
@@ -299,8 +298,6 @@ gc_span_t *gc__span_of(uintptr_t p);
 void gc__mcache_flush(gc_mutator_t *m);
 void gc__sweep_prepare(void); /* STW: all in-use spans -> unswept */
 bool gc__sweep_one(void);     /* collector: sweeps one span; false if none */
-void gc__sweep_span(gc_span_t *s, bool *now_empty);
-void gc__free_pages(gc_span_t *s);
 uint64_t gc__scavenge(uint64_t older_than_ns, uint64_t max_bytes);
 void gc__verify_locked(void);
 bool gc__sys_commit_fail(void);
@@ -314,6 +311,13 @@ static inline uint64_t gc__offheap(void) {
   return atomic_load_explicit(&h->meta_sys, memory_order_relaxed) +
          atomic_load_explicit(&h->other_sys, memory_order_relaxed) +
          atomic_load_explicit(&h->base_sys, memory_order_relaxed);
+}
+
+/* What the soft limit is compared with: the heap's in-use pages plus
+ * everything off the heap. */
+static inline uint64_t gc__limit_used(void) {
+  return atomic_load_explicit(&gc__heap.heap_inuse, memory_order_relaxed) +
+         gc__offheap();
 }
 
 static inline int gc__size_class(size_t size) {

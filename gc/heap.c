@@ -445,7 +445,7 @@ static void free_pages_locked(gc_heap_t *h, gc_span_t *s) {
   free_insert_locked(h, s);
 }
 
-void gc__free_pages(gc_span_t *s) {
+static void free_pages(gc_span_t *s) {
   gc_heap_t *h = &gc__heap;
   pthread_mutex_lock(&h->lock);
   free_pages_locked(h, s);
@@ -455,9 +455,7 @@ void gc__free_pages(gc_span_t *s) {
 /* Is there room under the soft limit for bytes more of in-use pages? */
 static bool under_limit(gc_heap_t *h, size_t bytes) {
   uint64_t lim = atomic_load_explicit(&h->memory_limit, memory_order_relaxed);
-  uint64_t used = atomic_load_explicit(&h->heap_inuse, memory_order_relaxed) +
-                  gc__offheap();
-  return used + bytes <= lim;
+  return gc__limit_used() + bytes <= lim;
 }
 
 /* Takes npages from the page heap for an in-use span. The caller has
@@ -593,11 +591,6 @@ static void sweep_span(gc_span_t *s, bool *now_empty, sweep_tally_t *t) {
     t->empty += bytes;
 }
 
-void gc__sweep_span(gc_span_t *s, bool *now_empty) {
-  sweep_tally_t t = {0};
-  sweep_span(s, now_empty, &t);
-  tally_flush(s->cls, &t);
-}
 
 static bool sweep_large(gc_span_t *s) {
   gc_heap_t *h = &gc__heap;
@@ -814,7 +807,7 @@ static gc_span_t *central_take(gc_central_t *ce, int cls) {
     bool empty;
     sweep_span(u, &empty, &t);
     if (empty) {
-      gc__free_pages(u);
+      free_pages(u);
       pthread_mutex_lock(&ce->lock);
       continue;
     }
