@@ -75,44 +75,23 @@ one() {
   mimalloc) pre="$MIMALLOC"; [[ -n "$pre" ]] || return 0 ;;
   esac
   local c0 c1
-  c0="$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat)"
+  c0="$(machine_jiffies)"
   local TIMEFORMAT='%U %S'
   { time timeout 900 env ${pre:+LD_PRELOAD=$pre} "$BIN" --alloc "$alloc" --threads "$t" --ring "$RING" \
       --objects "$OBJECTS" --warmup "$WARMUP" --gc-percent "$GC_PERCENT" >"$out" 2>"$out.err"; } 2>"$out.time" ||
     { cat "$out.err" >&2; die "allocbench $v t$t failed"; }
-  c1="$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat)"
+  c1="$(machine_jiffies)"
   # the share of the machine that other processes used meanwhile (noise)
   echo "others_busy=$(echo "$c0 $c1 $(cat "$out.time")" | awk -v hz="$CLK_TCK" \
     '{ o = (($3 - $1) / hz - $5 - $6) / (($4 - $2) / hz); printf "%.2f", o < 0 ? 0 : o }')" >>"$out"
   log "$v t$t r$r: $(grep -E '^(allocator|cpu_ns_per_obj|wall_ns_per_obj|gc_cycles|peak_rss_mib|others_busy)=' "$out" | tr '\n' ' ')"
 }
 
-# wait_quiet: the machine is shared; wait (up to QUIET_MAX s, default 300)
-# until other processes use less than QUIET_BUSY (0.35) of it over 3 s.
-QUIET_MAX="${QUIET_MAX:-300}"
-QUIET_BUSY="${QUIET_BUSY:-0.35}"
-wait_quiet() {
-  local t0=$SECONDS a b busy
-  while :; do
-    a="$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat)"
-    sleep 3
-    b="$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat)"
-    busy="$(echo "$a $b" | awk '{ printf "%.2f", ($3 - $1) / ($4 - $2) }')"
-    if awk -v b="$busy" -v q="$QUIET_BUSY" 'BEGIN { exit !(b < q) }'; then
-      log "machine busy $busy before $1 (waited $((SECONDS - t0)) s)"
-      return 0
-    fi
-    if ((SECONDS - t0 >= QUIET_MAX)); then
-      log "machine still busy ($busy) after ${QUIET_MAX}s; running $1 anyway"
-      return 0
-    fi
-  done
-}
 
 log "allocbench: ring $RING, $OBJECTS measured objects per thread after $WARMUP, threads $THREADS, reps $REPS"
 for r in $(seq 1 "$REPS"); do
   for t in $THREADS; do
-    wait_quiet "rep $r, $t thread(s)"
+    wait_machine_quiet "rep $r, $t thread(s)"
     for v in gc glibc jemalloc mimalloc; do
       one "$v" "$t" "$r"
     done

@@ -154,33 +154,12 @@ EOF
   log "$name: $(tr '\n' ' ' <"$d/analysis.txt" | cut -c1-600)"
 }
 
-# wait_quiet: the machine is shared; wait (up to QUIET_MAX s, default 300)
-# until other processes use less than QUIET_BUSY (0.35) of it over 3 s.
-QUIET_MAX="${QUIET_MAX:-300}"
-QUIET_BUSY="${QUIET_BUSY:-0.35}"
-wait_quiet() {
-  local t0=$SECONDS a b busy
-  while :; do
-    a="$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat)"
-    sleep 3
-    b="$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat)"
-    busy="$(echo "$a $b" | awk '{ printf "%.2f", ($3 - $1) / ($4 - $2) }')"
-    if awk -v b="$busy" -v q="$QUIET_BUSY" 'BEGIN { exit !(b < q) }'; then
-      log "machine busy $busy before $1 (waited $((SECONDS - t0)) s)"
-      return 0
-    fi
-    if ((SECONDS - t0 >= QUIET_MAX)); then
-      log "machine still busy ($busy) after ${QUIET_MAX}s; running $1 anyway"
-      return 0
-    fi
-  done
-}
 
 run_mixed() {
   local run="$1" lim
   lim="$(size_bytes "$LIMIT")"
   SERVER_NAME="mixed$run"
-  wait_quiet "mixed$run"
+  wait_machine_quiet "mixed$run"
   start_bufcache "$SERVER_NAME" --workers "$WORKERS" --gctrace --memory-limit "$LIMIT"
   local d="$WORK/mixed$run"
   mkdir -p "$d"
@@ -210,7 +189,7 @@ run_flood() {
   local run="$1" lim
   lim="$(size_bytes "$FLOOD_LIMIT")"
   SERVER_NAME="flood$run"
-  wait_quiet "flood$run"
+  wait_machine_quiet "flood$run"
   start_bufcache "$SERVER_NAME" --workers "$WORKERS" --gctrace --memory-limit "$FLOOD_LIMIT"
   mkdir -p "$WORK/flood$run"
   log "flood$run: PUT $FLOOD_BYTES bytes of new 1 KiB values under a $FLOOD_LIMIT limit"

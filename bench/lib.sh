@@ -307,6 +307,32 @@ core_jiffies() {
   awk -v c="cpu$1" '$1 == c { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat
 }
 
+# machine_jiffies: "busy total" of the whole machine (the /proc/stat "cpu"
+# line), like core_jiffies for one core.
+machine_jiffies() { core_jiffies ""; }
+
+# wait_machine_quiet LABEL: for the benchmarks that use both cores (no
+# pinning to a quiet core pair): waits (up to QUIET_MAX s, default 300)
+# until other processes use less than QUIET_BUSY (0.35) of the machine over
+# 3 s.
+wait_machine_quiet() {
+  local t0=$SECONDS a b busy
+  while :; do
+    a="$(machine_jiffies)"
+    sleep 3
+    b="$(machine_jiffies)"
+    busy="$(echo "$a $b" | awk '{ printf "%.2f", ($3 - $1) / ($4 - $2) }')"
+    if awk -v b="$busy" -v q="${QUIET_BUSY:-0.35}" 'BEGIN { exit !(b < q) }'; then
+      log "machine busy $busy before $1 (waited $((SECONDS - t0)) s)"
+      return 0
+    fi
+    if ((SECONDS - t0 >= ${QUIET_MAX:-300})); then
+      log "machine still busy ($busy) after ${QUIET_MAX:-300}s; running $1 anyway"
+      return 0
+    fi
+  done
+}
+
 # tcp_passive_opens: system-wide accepted TCP connections so far.
 tcp_passive_opens() {
   awk '/^Tcp:/ { if (!h) { for (i = 1; i <= NF; i++) if ($i == "PassiveOpens") c = i; h = 1 } else print $c }' /proc/net/snmp

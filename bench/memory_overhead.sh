@@ -48,6 +48,21 @@ wait_listen() {
 
 declare -A RSS0 RSS1 SECS
 
+# load_peer NAME PID PORT PROTO LOG: waits for PID to listen on PORT, then
+# loads the N values over PROTO; RSS0/RSS1/SECS[NAME] get RSS before, RSS
+# a second after, and the load's seconds.
+load_peer() {
+  local name="$1" pid="$2" port="$3" proto="$4" t0
+  wait_listen "$port" "$pid" "$5"
+  RSS0[$name]="$(rss_of "$pid")"
+  t0=$(date +%s.%N)
+  timeout 600 "$LOADER" "$proto" 127.0.0.1 "$port" "$N" "$VALUE" 4 32 \
+    2>"$WORK/load.$name" || { cat "$WORK/load.$name" >&2; die "$name load failed"; }
+  SECS[$name]=$(python3 -c "print('%.1f' % ($(date +%s.%N) - $t0))")
+  sleep 1
+  RSS1[$name]="$(rss_of "$pid")"
+}
+
 # ---- bufcache -----------------------------------------------------------------
 start_bufcache bufcache --memory-limit 4GiB
 RSS0[bufcache]="$(rss_of "$BC_PID")"
@@ -68,14 +83,7 @@ taskset -c "$SERVER_CPU" memcached -l 127.0.0.1 -p "$port" -U 0 -m 4096 -t 2 \
   -u root >"$WORK/memcached.log" 2>&1 &
 MC_PID=$!
 BENCH_PIDS+=("$MC_PID")
-wait_listen "$port" "$MC_PID" "$WORK/memcached.log"
-RSS0[memcached]="$(rss_of "$MC_PID")"
-t0=$(date +%s.%N)
-timeout 600 "$LOADER" memcache 127.0.0.1 "$port" "$N" "$VALUE" 4 32 \
-  2>"$WORK/load.memcached" || { cat "$WORK/load.memcached" >&2; die "memcached load failed"; }
-SECS[memcached]=$(python3 -c "print('%.1f' % ($(date +%s.%N) - $t0))")
-sleep 1
-RSS1[memcached]="$(rss_of "$MC_PID")"
+load_peer memcached "$MC_PID" "$port" memcache "$WORK/memcached.log"
 printf 'stats\r\nstats slabs\r\nquit\r\n' | timeout 10 python3 -c "
 import socket,sys
 s=socket.create_connection(('127.0.0.1',$port)); s.sendall(sys.stdin.buffer.read())
@@ -93,14 +101,7 @@ taskset -c "$SERVER_CPU" redis-server --port "$port" --bind 127.0.0.1 --save '' 
   --appendonly no --daemonize no --dir "$WORK" --logfile "$WORK/redis.log" &
 RD_PID=$!
 BENCH_PIDS+=("$RD_PID")
-wait_listen "$port" "$RD_PID" "$WORK/redis.log"
-RSS0[redis]="$(rss_of "$RD_PID")"
-t0=$(date +%s.%N)
-timeout 600 "$LOADER" redis 127.0.0.1 "$port" "$N" "$VALUE" 4 32 \
-  2>"$WORK/load.redis" || { cat "$WORK/load.redis" >&2; die "redis load failed"; }
-SECS[redis]=$(python3 -c "print('%.1f' % ($(date +%s.%N) - $t0))")
-sleep 1
-RSS1[redis]="$(rss_of "$RD_PID")"
+load_peer redis "$RD_PID" "$port" redis "$WORK/redis.log"
 command -v redis-cli >/dev/null &&
   timeout 10 redis-cli -h 127.0.0.1 -p "$port" info memory >"$WORK/redis.info" 2>/dev/null || true
 stop_pid "$RD_PID"
